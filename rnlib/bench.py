@@ -1,0 +1,190 @@
+"""What a model costs: parameters, FLOPs and MACs, latency and peak memory at a given size.
+
+FLOPs come from ``torch.utils.flop_counter``, which counts 2 FLOPs per multiply-accumulate
+(MAC) of convolutions and matrix products and nothing for pooling, activations or resizing.
+Papers often print MACs and call them FLOPs: RefineNet's "263 GFLOPs" are 263 GMACs at
+512x512 (DESIGN §3). Every figure here says which it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "peak_memory",
+           "measure", "format_table"]
+
+
+@dataclass
+class Cost:
+    """The cost of one model at one input size; times in milliseconds, memory in MiB."""
+
+    name: str
+    params_m: float
+    gflops: float
+    gmacs: float
+    latency_ms: float | None = None
+    peak_mem_mib: float | None = None
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _input(model: nn.Module, size: Sequence[int], batch: int, device: torch.device | str,
+           channels_last: bool = False) -> torch.Tensor:
+    channels = getattr(model, "in_channels", 3)
+    x = torch.randn(batch, channels, *size, device=device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def count_flops(model: nn.Module, size: Sequence[int], batch: int = 1) -> int:
+    """FLOPs of one forward pass at ``size`` = (H, W) (2 per MAC; see the module docstring).
+
+    The count is taken on the model's own device; for a model built under
+    ``torch.device("meta")`` it takes no time and no memory.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(_input(model, size, batch, device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops()
+
+
+def measure_latency(model: nn.Module, size: Sequence[int], batch: int = 1, *, repeats: int = 10,
+                    warmup: int = 2, channels_last: bool = False) -> float:
+    """Median wall time of one inference forward pass, in milliseconds.
+
+    Runs under ``torch.inference_mode`` in eval mode; on CUDA it synchronises around each run.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x = _input(model, size, batch, device, channels_last)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            model(x)
+            sync()
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_memory(model: nn.Module, size: Sequence[int], batch: int = 1, *,
+                train: bool = False, channels_last: bool = False) -> float:
+    """Peak memory allocated by one pass beyond the weights and the input, in MiB.
+
+    Inference (``train=False``) or a forward and backward pass (``train=True``). On CUDA this is
+    ``torch.cuda.max_memory_allocated``; on the CPU, the highest 'Total Allocated' that the
+    PyTorch profiler records while the pass runs.
+    """
+    device = next(model.parameters()).device
+    model.train(train)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x = _input(model, size, batch, device, channels_last)
+
+    def one_pass() -> None:
+        if train:
+            model(x).float().mean().backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode():
+                model(x)
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        one_pass()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    return _cpu_peak(one_pass) / 2**20
+
+
+@contextlib.contextmanager
+def _silent_stderr():
+    """Hide the profiler's C++ start/stop chatter, which bypasses ``sys.stderr``."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_peak(fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with _silent_stderr(), profile(activities=[ProfilerActivity.CPU],
+                                       profile_memory=True) as prof:
+            fn()
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and e["args"].get("Device Type", 0) == 0]
+    return max(totals, default=0)
+
+
+def measure(name: str, model: nn.Module, size: Sequence[int], *, batch: int = 1,
+            latency: bool = True, memory: bool = True, channels_last: bool = False,
+            repeats: int = 10) -> Cost:
+    """Parameters, FLOPs/MACs and (optionally) latency and peak memory of ``model``."""
+    flops = count_flops(model, size, batch)
+    cost = Cost(name, count_parameters(model) / 1e6, flops / 1e9, flops / 2e9)
+    if latency:
+        cost.latency_ms = measure_latency(model, size, batch, repeats=repeats,
+                                          channels_last=channels_last)
+    if memory:
+        cost.peak_mem_mib = peak_memory(model, size, batch, channels_last=channels_last)
+    return cost
+
+
+def format_table(costs: Sequence[Cost], reference: str | None = None) -> str:
+    """A markdown table of costs; with ``reference``, latencies also as ratios to that row."""
+    ref = next((c for c in costs if c.name == reference), None)
+    header = "| model | params (M) | GFLOPs | GMACs | latency (ms) | peak mem (MiB) |"
+    if ref is not None:
+        header += f" latency / {ref.name} |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for c in costs:
+        row = (f"| {c.name} | {c.params_m:.2f} | {c.gflops:.1f} | {c.gmacs:.1f} | "
+               f"{_fmt(c.latency_ms, '.0f')} | {_fmt(c.peak_mem_mib, '.0f')} |")
+        if ref is not None:
+            ratio = (c.latency_ms / ref.latency_ms
+                     if c.latency_ms and ref.latency_ms else None)
+            row += f" {_fmt(ratio, '.2f')}x |" if ratio else " - |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

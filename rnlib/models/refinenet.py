@@ -1,0 +1,146 @@
+"""RefineNet (Lin et al., CVPR 2017) and Light-Weight RefineNet (Nekrasov et al., BMVC 2018).
+
+The decoder is a loop over a cascade of :class:`~rnlib.blocks.RefineNetBlock`, coarsest first
+(§3.1, Fig. 2c). Each block takes some backbone features (after a convolution that adapts their
+width: 512 for the coarsest stage, 256 for the others) and the previous block's output.
+Which features go to which block is the cascade's ``groups``:
+
+    4-cascade (Fig. 2c)         [(3,), (2,), (1,), (0,)]   one stage per block
+    2-cascade (§5.3, Fig. 7b)   [(2, 3), (0, 1)]
+    1-cascade (§5.3, Fig. 7a)   [(0, 1, 2, 3)]            one block takes all four stages
+    2-scale   (§5.3, Fig. 7c)   [(3, 7), (2, 6), (1, 5), (0, 4)]  two ResNets, scales 1.2 and 0.6
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..backbones import ResNetBackbone
+from ..blocks import RefineNetBlock, conv, resize
+from .base import SegmentationModel
+from .registry import register
+
+__all__ = ["CASCADES", "RefineNetDecoder", "MultiScaleBackbone", "refinenet"]
+
+CASCADES: dict[str, list[tuple[int, ...]]] = {
+    "4-cascade": [(3,), (2,), (1,), (0,)],
+    "2-cascade": [(2, 3), (0, 1)],
+    "1-cascade": [(0, 1, 2, 3)],
+    "2-scale": [(3, 7), (2, 6), (1, 5), (0, 4)],
+}
+
+
+class RefineNetDecoder(nn.Module):
+    """adapt each used feature -> cascade of RefineNet blocks -> dropout -> 3x3 classifier.
+
+    ``channels`` are the backbone's feature widths; feature ``i`` is at stage ``i % 4``.
+    ``widths`` = (width of the coarsest stage's path, width of the others): (512, 256) in the
+    paper; narrower decoders are much cheaper on a CPU. ``light=True`` gives Light-Weight
+    RefineNet: 1x1 convolutions, no RCUs.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        num_classes: int,
+        *,
+        groups: Sequence[Sequence[int]] = CASCADES["4-cascade"],
+        widths: tuple[int, int] = (512, 256),
+        light: bool = False,
+        rcus: int = 2,
+        out_rcus: int = 3,
+        crp_blocks: int = 4,
+        crp_order: str = "pool-conv",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        kernel = 1 if light else 3
+        if light:
+            rcus = out_rcus = 0
+        self.groups = [tuple(g) for g in groups]
+        used = sorted(i for g in self.groups for i in g)
+        if any(i >= len(channels) for i in used) or len(set(used)) != len(used):
+            raise ValueError(f"cascade groups {self.groups} do not fit {len(channels)} features")
+        path_width = {i: widths[0] if i % 4 == 3 else widths[1] for i in used}
+        self.adapt = nn.ModuleDict({str(i): conv(channels[i], path_width[i], kernel) for i in used})
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList()
+        previous: list[int] = []  # the previous block's output width, once there is one
+        for group in self.groups:
+            in_channels = [path_width[i] for i in group] + previous
+            out_channels = min(in_channels)
+            self.blocks.append(RefineNetBlock(
+                in_channels, out_channels,
+                rcus_per_path=[rcus] * len(group) + [0] * len(previous),
+                crp_blocks=crp_blocks, out_rcus=out_rcus, kernel_size=kernel, crp_order=crp_order,
+            ))
+            previous = [out_channels]
+        self.classifier = nn.Conv2d(previous[0], num_classes, 3, padding=1, bias=True)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        # dropout on the two coarsest stages, as in the released code
+        paths = {int(i): adapt(self.dropout(features[int(i)]) if int(i) % 4 >= 2
+                               else features[int(i)])
+                 for i, adapt in self.adapt.items()}
+        x: list[torch.Tensor] = []
+        for block, group in zip(self.blocks, self.groups):
+            x = [block([paths[i] for i in group] + x)]  # (N, width, H_finest, W_finest)
+        return self.classifier(self.dropout(x[0]))  # (N, K, H/4, W/4)
+
+
+class MultiScaleBackbone(nn.Module):
+    """Independent backbones on rescaled copies of the input; their features concatenated."""
+
+    def __init__(self, backbones: Sequence[ResNetBackbone], scales: Sequence[float]) -> None:
+        super().__init__()
+        self.backbones = nn.ModuleList(backbones)
+        self.scales = tuple(scales)
+        self.channels = tuple(c for b in backbones for c in b.channels)
+        self.reductions = tuple(r for b in backbones for r in b.reductions)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for backbone, scale in zip(self.backbones, self.scales):
+            size = [max(1, round(s * scale)) for s in x.shape[-2:]]
+            features += backbone(resize(x, size))
+        return features
+
+
+def refinenet(
+    *,
+    num_classes: int,
+    backbone: str = "resnet50",
+    pretrained_backbone: bool = False,
+    in_channels: int = 3,
+    cascade: str = "4-cascade",
+    **options,
+) -> SegmentationModel:
+    """RefineNet on a ResNet; ``cascade`` is one of :data:`CASCADES`, ``options`` go to
+    :class:`RefineNetDecoder` (widths, rcus, out_rcus, crp_blocks, crp_order, dropout, light)."""
+    if cascade not in CASCADES:
+        raise ValueError(f"unknown cascade {cascade!r}; choose one of {', '.join(CASCADES)}")
+
+    def make_backbone() -> ResNetBackbone:
+        return ResNetBackbone(backbone, pretrained=pretrained_backbone, in_channels=in_channels)
+
+    if cascade == "2-scale":
+        encoder: nn.Module = MultiScaleBackbone([make_backbone(), make_backbone()], (1.2, 0.6))
+    else:
+        encoder = make_backbone()
+    decoder = RefineNetDecoder(encoder.channels, num_classes, groups=CASCADES[cascade], **options)
+    return SegmentationModel(encoder, decoder, num_classes=num_classes, in_channels=in_channels)
+
+
+for _name, _cascade in [("refinenet", "4-cascade"), ("refinenet-2cascade", "2-cascade"),
+                        ("refinenet-1cascade", "1-cascade"), ("refinenet-2scale", "2-scale")]:
+    register(_name, doc=f"RefineNet, {_cascade}")(partial(refinenet, cascade=_cascade))
+
+
+@register("refinenet-lw", doc="Light-Weight RefineNet (1x1 convs, no RCUs, 4-block CRP)")
+def refinenet_lw(**kw) -> SegmentationModel:
+    kw.setdefault("dropout", 0.0)  # the released light-weight code has no dropout
+    return refinenet(light=True, **kw)

@@ -1,0 +1,51 @@
+"""Cost measurement: counted FLOPs against hand arithmetic, memory that grows with the input."""
+
+from torch import nn
+
+from rnlib.bench import Cost, count_flops, count_parameters, format_table, peak_memory
+
+
+class OneConv(nn.Module):
+    in_channels = 3
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_flops_are_two_per_multiply_accumulate():
+    macs = 8 * 3 * 3 * 3 * 10 * 12  # out_channels * in_channels * k * k * H * W
+    assert count_flops(OneConv(), (10, 12)) == 2 * macs
+
+
+def test_parameters_can_exclude_frozen_ones():
+    model = OneConv()
+    assert count_parameters(model) == 8 * 3 * 9
+    model.conv.weight.requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == 0
+
+
+def test_peak_memory_grows_with_the_input():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+    model.in_channels = 3
+    small = peak_memory(model, (32, 32))
+    large = peak_memory(model, (128, 128))
+    one_map_mib = 16 * 128 * 128 * 4 / 2**20  # one float32 activation of the large input
+    assert small > 0
+    assert large >= 2 * one_map_mib  # conv output and ReLU output are alive together
+    assert large > 3 * small
+
+
+def test_training_pass_needs_more_memory_than_inference():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+    model.in_channels = 3
+    assert peak_memory(model, (64, 64), train=True) > peak_memory(model, (64, 64))
+
+
+def test_table_gives_ratios_to_the_reference():
+    rows = [Cost("a", 1.0, 2.0, 1.0, latency_ms=50.0), Cost("b", 2.0, 4.0, 2.0, latency_ms=100.0)]
+    table = format_table(rows, reference="a")
+    assert "latency / a" in table and "| 2.00x |" in table and "| 1.00x |" in table

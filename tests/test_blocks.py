@@ -1,0 +1,111 @@
+"""The RefineNet blocks (paper §3.2) against hand-written formulas and the classic mistakes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnlib.blocks import RCU, ChainedResidualPooling, MultiResolutionFusion, RefineNetBlock
+
+
+def test_rcu_is_x_plus_two_relu_convs():
+    rcu = RCU(8)
+    x = torch.randn(2, 8, 9, 11)  # has negative values: an in-place ReLU would change the shortcut
+    expected = x + rcu.conv2(F.relu(rcu.conv1(F.relu(x))))
+    before = x.clone()
+    assert torch.allclose(rcu(x), expected, atol=1e-6)
+    assert torch.equal(x, before), "RCU must not modify its input in place"
+
+
+def test_rcu_with_zero_convs_is_identity():
+    rcu = RCU(4)
+    for p in rcu.parameters():
+        nn.init.zeros_(p)
+    x = torch.randn(1, 4, 5, 5)
+    assert torch.equal(rcu(x), x)
+
+
+def test_fusion_resizes_to_the_largest_input_by_size():
+    mrf = MultiResolutionFusion([16, 32, 8], 8)
+    xs = [torch.randn(2, 16, 15, 17), torch.randn(2, 32, 8, 9), torch.randn(2, 8, 4, 5)]
+    out = mrf(xs)
+    assert out.shape == (2, 8, 15, 17)  # 8x9 -> 15x17 is not a factor of 2
+    expected = sum(F.interpolate(c(x), size=(15, 17), mode="bilinear", align_corners=False)
+                   if x.shape[-2:] != (15, 17) else c(x) for c, x in zip(mrf.convs, xs))
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_fusion_single_input_passes_through():
+    mrf = MultiResolutionFusion([8], 8)
+    x = torch.randn(1, 8, 6, 7)
+    assert mrf([x]) is x
+    assert sum(p.numel() for p in mrf.parameters()) == 0
+
+
+def test_fusion_rejects_paths_that_do_not_match():
+    mrf = MultiResolutionFusion([16, 32], 16)
+    with pytest.raises(ValueError, match="path 1 expects"):
+        mrf([torch.randn(1, 16, 8, 8), torch.randn(1, 16, 4, 4)])
+    with pytest.raises(ValueError, match="built for 2 paths"):
+        mrf([torch.randn(1, 16, 8, 8)])
+
+
+def test_separable_pooling_equals_5x5_max_pool():
+    x = torch.randn(2, 3, 13, 10)
+    assert torch.equal(ChainedResidualPooling.pool(x), F.max_pool2d(x, 5, stride=1, padding=2))
+
+
+def _chain(crp, x):
+    x = F.relu(x)
+    out, path = x, x
+    for c in crp.convs:
+        path = c(F.max_pool2d(path, 5, 1, 2))
+        out = out + path
+    return out
+
+
+def _parallel(crp, x):
+    """The classic mistake: every block pools the input instead of the previous block."""
+    x = F.relu(x)
+    return x + sum(c(F.max_pool2d(x, 5, 1, 2)) for c in crp.convs)
+
+
+@pytest.mark.parametrize("blocks", [2, 4])
+def test_crp_is_a_chain_not_parallel(blocks):
+    crp = ChainedResidualPooling(6, num_blocks=blocks)
+    x = torch.randn(2, 6, 12, 12)
+    out = crp(x)
+    assert torch.allclose(out, _chain(crp, x), atol=1e-5)
+    assert not torch.allclose(out, _parallel(crp, x), atol=1e-3)
+
+
+def test_crp_improved_order_is_a_different_model():
+    plain = ChainedResidualPooling(6, 2, order="pool-conv")
+    improved = ChainedResidualPooling(6, 2, order="conv-pool")
+    improved.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 6, 10, 10)
+    assert not torch.allclose(plain(x), improved(x), atol=1e-3)
+    relu = F.relu(x)
+    p1 = F.max_pool2d(improved.convs[0](relu), 5, 1, 2)
+    p2 = F.max_pool2d(improved.convs[1](p1), 5, 1, 2)
+    assert torch.allclose(improved(x), relu + p1 + p2, atol=1e-5)
+
+
+def test_crp_rejects_unknown_order():
+    with pytest.raises(ValueError, match="order must be one of"):
+        ChainedResidualPooling(4, order="parallel")
+
+
+def test_refinenet_block_shapes_and_layout():
+    block = RefineNetBlock([32, 64], 32, rcus_per_path=[2, 0], crp_blocks=4, out_rcus=3)
+    out = block([torch.randn(2, 32, 16, 20), torch.randn(2, 64, 8, 10)])
+    assert out.shape == (2, 32, 16, 20)
+    assert [len(a) for a in block.adapt] == [2, 0]
+    assert len(block.pool.convs) == 4 and len(block.out) == 3
+
+
+def test_light_weight_block_has_only_1x1_convs_and_no_rcu():
+    block = RefineNetBlock([16, 16], 16, rcus_per_path=0, out_rcus=0, kernel_size=1)
+    kernels = {m.kernel_size for m in block.modules() if isinstance(m, nn.Conv2d)}
+    assert kernels == {(1, 1)}
+    assert not any(isinstance(m, RCU) for m in block.modules())
