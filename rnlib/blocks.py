@@ -106,7 +106,8 @@ class ChainedResidualPooling(nn.Module):
 
     ``relu(x)``, then a CHAIN of blocks, each a 5x5 stride-1 max pooling and a convolution
     fed with the previous block's output; the result is ``relu(x)`` plus every block's output.
-    ``order="conv-pool"`` is the improved variant that convolves before pooling.
+    ``order="conv-pool"`` is the improved variant that convolves before pooling;
+    ``num_blocks=0`` leaves only the ReLU (the "without CRP" ablation).
     The 5x5 pooling is computed as a 5x1 then a 1x5 pooling: the same maximum, 10 comparisons
     per pixel instead of 25.
     """
@@ -119,8 +120,8 @@ class ChainedResidualPooling(nn.Module):
         super().__init__()
         if order not in self.ORDERS:
             raise ValueError(f"order must be one of {self.ORDERS}, got {order!r}")
-        if num_blocks < 1:
-            raise ValueError(f"ChainedResidualPooling needs num_blocks >= 1, got {num_blocks}")
+        if num_blocks < 0:
+            raise ValueError(f"ChainedResidualPooling needs num_blocks >= 0, got {num_blocks}")
         self.order = order
         self.convs = nn.ModuleList(conv(channels, channels, kernel_size) for _ in range(num_blocks))
 

@@ -35,6 +35,92 @@ def _bench(args: argparse.Namespace) -> None:
         _write(Path(args.out), text)
 
 
+def _config(args: argparse.Namespace):
+    """The preset, with every option the user gave on the command line on top."""
+    from dataclasses import replace
+
+    from .train import PRESETS
+
+    config = PRESETS[args.preset]
+    changes = {k: v for k, v in {
+        "model": getattr(args, "model", None), "backbone": args.backbone,
+        "time_budget_s": args.time_budget, "epochs": args.epochs, "lr": args.lr,
+        "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
+    }.items() if v is not None}
+    if args.epochs is not None and args.time_budget is None:
+        changes["time_budget_s"] = None  # --epochs alone means an epoch count, not a budget
+    if args.data_dir:
+        changes["data_options"] = {**config.data_options, "root": args.data_dir}
+    return replace(config, **changes)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .runs import train
+
+    config = _config(args)
+    trainer = train(config, args.out, resume=args.resume)
+    h = trainer.history
+    print(f"trained {config.model} for {trainer.step} steps; validation mIoU "
+          f"{100 * h['val_miou'][-1]:.1f}, boundary F {100 * h['val_boundary_f'][-1]:.1f}; "
+          f"checkpoint {args.out}/last.pt")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from .runs import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, split=args.split, scales=args.scales,
+                                 flip=args.flip)
+    print(result.summary())
+    print("IoU per class:", " ".join(f"{100 * v:.1f}" for v in result.iou))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    import json
+
+    from . import viz
+    from .compare import ABLATIONS, BASELINES, compare, format_rows, rows_as_dicts
+
+    config = _config(args)
+    entries = ABLATIONS if args.ablation else BASELINES
+    name = args.name or ("ablation" if args.ablation else "comparison")
+    out = Path(args.out)
+    _write(out / f"{name}.md", "")  # fail now, not after minutes of training, if out is read-only
+    rows = compare(config, entries, Path(args.runs) / name)
+    command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
+    text = (f"# {'Ablation' if args.ablation else 'Comparison'} ({args.preset})\n\n"
+            f"Made by `{command}` on {_machine()}.\n\n{format_rows(rows, config)}")
+    print(text)
+    _write(out / f"{name}.md", text)
+    _write(out / f"{name}.json", json.dumps(rows_as_dicts(rows), indent=1))
+    viz.plot_comparison(rows, f"{name}: {args.preset}").savefig(out / f"{name}.png", dpi=110)
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+
+
+def _data(args: argparse.Namespace) -> None:
+    from .data.sources import load_source
+
+    options: dict = {"root": args.data_dir}
+    if args.name == "shapes":
+        options.update(count=args.count, size=args.size, seed=args.seed)
+    elif args.name in ("voc", "pets"):
+        options["download"] = args.download
+    else:
+        options = {}
+    for split in args.splits:
+        source = load_source(args.name, split, **options)
+        print(f"{source.name}: {len(source)} samples")
+
+
 def _models(args: argparse.Namespace) -> None:
     from .models import describe_models
 
@@ -61,6 +147,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(run=_models)
 
+    def training_options(p: argparse.ArgumentParser) -> None:
+        from .train import PRESETS
+
+        p.add_argument("--preset", choices=list(PRESETS), default="cpu-quick")
+        p.add_argument("--backbone", help="override the preset's backbone")
+        p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                       help="training time per model (scaled by RNLIB_BUDGET_SCALE)")
+        p.add_argument("--epochs", type=int, help="train for epochs instead of a time budget")
+        p.add_argument("--lr", type=float)
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--seed", type=int)
+        p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+        p.add_argument("--data-dir", help="where datasets are cached (default: data/)")
+
+    p = sub.add_parser("train", help="train a model from a preset (cpu-quick or gpu)")
+    p.add_argument("--model", help="a registry name (rnlib models); default: the preset's")
+    training_options(p)
+    p.add_argument("--out", default="runs/train", help="folder for last.pt and history.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint: mIoU, pixel accuracy, boundary F")
+    p.add_argument("checkpoint", help="a last.pt written by rnlib train")
+    p.add_argument("--split", help="default: the validation split of the run")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                   help="multi-scale inference, e.g. 0.75 1 1.25")
+    p.add_argument("--flip", action="store_true", help="also average the flipped image")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("compare", help="RefineNet vs FCN-32s, FCN-8s, dilated OS8 (or ablations)")
+    training_options(p)
+    p.add_argument("--ablation", action="store_true",
+                   help="RefineNet without CRP, without RCUs, with 1, 2 and 4 cascades")
+    p.add_argument("--out", default="benchmarks", help="where the table and plot go")
+    p.add_argument("--name", help="file name of the results (default: comparison or ablation)")
+    p.add_argument("--runs", default="runs", help="where the checkpoints go")
+    p.set_defaults(run=_compare)
+
+    p = sub.add_parser("data", help="prepare (and with --download fetch) a dataset into data/")
+    p.add_argument("name", help="shapes, voc, pets, hf:NAME_OR_PATH or a folder")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument("--download", action="store_true", help="voc and pets: fetch if missing")
+    p.add_argument("--count", type=int, default=2000, help="shapes: images per split")
+    p.add_argument("--size", type=int, default=128, help="shapes: image side")
+    p.add_argument("--seed", type=int, default=0, help="shapes: the dataset's seed")
+    p.add_argument("--data-dir", default="data")
+    p.set_defaults(run=_data)
+
     p = sub.add_parser("bench", help="parameters, FLOPs/MACs, latency and peak memory of models")
     p.add_argument("--models", nargs="+", default=["refinenet", "refinenet-lw", "fcn8s",
                                                     "dilated-os8"], metavar="NAME")
@@ -83,5 +217,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, OSError, FloatingPointError) as err:
         raise SystemExit(f"rnlib {args.command}: {err}") from err

@@ -1,0 +1,266 @@
+"""Where images and masks come from: the offline Shapes dataset, PASCAL VOC 2012, Oxford-IIIT
+Pet, any Hugging Face dataset with an image and a mask column, or a folder of files.
+
+Every source yields ``(PIL RGB image, uint8 label array)`` pairs and can say what item ``i``
+is (a file name or a dataset row), so that a corrupt file is reported by name.
+Downloads go through torchvision (VOC, Pet) or the Hugging Face hub; reading never downloads.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .synthetic import CLASSES, ShapesConfig, make_samples
+
+__all__ = ["Source", "HFSource", "FileSource", "shapes", "huggingface", "folder", "voc", "pets",
+           "load_source", "DATA_DIR"]
+
+DATA_DIR = Path("data")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
+               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+class Source:
+    """Base of every source: ``len``, ``[i] -> (image, labels)``, ``describe(i)``, ``classes``."""
+
+    classes: tuple[str, ...] = ()
+    name: str = "dataset"
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, np.ndarray]:
+        raise NotImplementedError
+
+    def describe(self, i: int) -> str:
+        return f"item {i} of {self.name}"
+
+
+def _open(data: str | Path | bytes, what: str, mode: str | None = None) -> Image.Image:
+    """Decode an image fully, or raise an error that names it and says what to do."""
+    try:
+        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        image.load()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} does not exist; check the dataset path") from None
+    except Exception as err:  # PIL raises several kinds for broken files
+        raise ValueError(f"cannot read {what}: {err}. The file is corrupt or not an image; "
+                         f"download it again or remove it from the dataset") from err
+    return image.convert(mode) if mode else image
+
+
+def _labels(image: Image.Image, label_map: np.ndarray | None) -> np.ndarray:
+    """Class indices from a mask image: palette ('P') and grey ('L') masks hold them directly."""
+    labels = np.array(image if image.mode in ("P", "L", "I;16", "I") else image.convert("L"))
+    labels = labels.astype(np.int64)
+    return label_map[labels] if label_map is not None else labels
+
+
+class HFSource(Source):
+    """A Hugging Face ``datasets.Dataset`` with an image column and a mask column."""
+
+    IMAGE_COLUMNS = ("image", "img", "pixel_values")
+    MASK_COLUMNS = ("mask", "label", "annotation", "segmentation", "semantic_segmentation",
+                    "seg", "labels")
+
+    def __init__(self, dataset, name: str, *, image_column: str | None = None,
+                 mask_column: str | None = None, classes: Sequence[str] = (),
+                 label_map: np.ndarray | None = None) -> None:
+        from datasets import Image as ImageFeature
+
+        self.image_column = image_column or _pick(dataset.column_names, self.IMAGE_COLUMNS,
+                                                  "image", name)
+        self.mask_column = mask_column or _pick(dataset.column_names, self.MASK_COLUMNS,
+                                                "mask", name)
+        for column in (self.image_column, self.mask_column):
+            dataset = dataset.cast_column(column, ImageFeature(decode=False))
+        self.dataset, self.name = dataset, name
+        self.classes, self.label_map = tuple(classes), label_map
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def describe(self, i: int) -> str:
+        path = self.dataset[i][self.image_column].get("path")
+        return f"row {i} of {self.name}" + (f" ({path})" if path else "")
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, np.ndarray]:
+        row = self.dataset[i]
+        image = _open(_raw(row[self.image_column]), self.describe(i), "RGB")
+        mask = _open(_raw(row[self.mask_column]), f"the mask of {self.describe(i)}")
+        return image, _labels(mask, self.label_map)
+
+
+def _raw(cell: dict) -> bytes | str:
+    return cell["bytes"] if cell.get("bytes") is not None else cell["path"]
+
+
+def _pick(columns: Sequence[str], candidates: Sequence[str], what: str, name: str) -> str:
+    for c in candidates:
+        if c in columns:
+            return c
+    raise ValueError(f"{name} has no {what} column (columns: {', '.join(columns)}); "
+                     f"name it with {what}_column=...")
+
+
+class FileSource(Source):
+    """Pairs of image and mask files given as two lists of paths."""
+
+    def __init__(self, images: Sequence[Path], masks: Sequence[Path], name: str, *,
+                 classes: Sequence[str] = (), label_map: np.ndarray | None = None) -> None:
+        self.images, self.masks, self.name = list(images), list(masks), name
+        self.classes, self.label_map = tuple(classes), label_map
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def describe(self, i: int) -> str:
+        return str(self.images[i])
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, np.ndarray]:
+        image = _open(self.images[i], f"image file {self.images[i]}", "RGB")
+        mask = _open(self.masks[i], f"mask file {self.masks[i]}")
+        return image, _labels(mask, self.label_map)
+
+
+def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: int = 0,
+           root: str | Path = DATA_DIR) -> HFSource:
+    """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
+    ``root`` as a Hugging Face dataset (Arrow). Splits use disjoint image indices."""
+    import datasets
+
+    offsets = {"train": 0, "val": 1_000_000, "test": 2_000_000}
+    if split not in offsets:
+        raise ValueError(f"Shapes has splits {', '.join(offsets)}, got {split!r}")
+    path = Path(root) / "shapes" / f"{split}-{count}-{size}px-seed{seed}"
+    if not (path / "dataset_info.json").exists():
+        images, masks = make_samples(seed, count, ShapesConfig(size=size), start=offsets[split])
+        features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})
+        ds = datasets.Dataset.from_dict(
+            {"image": [_encode(a, "BMP") for a in images],  # noise does not compress: BMP is
+             "mask": [_encode(m, "PNG") for m in masks]},   # 10x faster to write than PNG
+            features=features)
+        _save(ds, path)
+    return HFSource(datasets.load_from_disk(str(path)), f"shapes/{path.name}", classes=CLASSES)
+
+
+def _encode(array: np.ndarray, fmt: str) -> dict:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def _save(ds, path: Path) -> None:
+    """Write a dataset to ``path`` through a temporary folder, so a crash leaves no half copy."""
+    import shutil
+
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        ds.save_to_disk(str(tmp))  # progress bars are off: see rnlib/data/__init__.py
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    except OSError as err:
+        raise OSError(f"cannot write the dataset to {path}: {err.strerror or err}; "
+                      f"pass another root=... (or --data-dir)") from err
+
+
+def huggingface(name_or_path: str, split: str = "train", **columns) -> HFSource:
+    """A Hugging Face dataset by hub name (downloads once) or a folder made by
+    ``save_to_disk``; ``columns`` may name ``image_column`` and ``mask_column``."""
+    import datasets
+
+    path = Path(name_or_path)
+    if path.exists():
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+    else:
+        ds = datasets.load_dataset(name_or_path, split=split)
+    return HFSource(ds, f"{name_or_path}[{split}]", **columns)
+
+
+def folder(root: str | Path, *, images: str = "images", masks: str = "masks",
+           classes: Sequence[str] = ()) -> FileSource:
+    """``root/images/NAME.jpg`` with ``root/masks/NAME.png`` (any image suffix)."""
+    root = Path(root)
+    if not (root / images).is_dir():
+        raise FileNotFoundError(f"{root / images} is not a folder; a folder dataset holds "
+                                f"{images}/ and {masks}/ with files of the same names")
+    def pictures(path: Path) -> list[Path]:
+        return sorted(p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    image_files = pictures(root / images)
+    mask_by_stem = {p.stem: p for p in pictures(root / masks)}
+    missing = [p.name for p in image_files if p.stem not in mask_by_stem]
+    if missing:
+        raise FileNotFoundError(f"no mask in {root / masks} for {len(missing)} image(s), first "
+                                f"{missing[0]}; masks must share the image's name")
+    return FileSource(image_files, [mask_by_stem[p.stem] for p in image_files], str(root),
+                      classes=classes)
+
+
+def voc(root: str | Path = DATA_DIR, split: str = "train", *, download: bool = False) -> FileSource:
+    """PASCAL VOC 2012 segmentation (the paper's benchmark; 21 classes, 255 = boundary).
+
+    ``download=True`` fetches and unpacks it through torchvision (2 GB) into ``root``.
+    """
+    if download:
+        from torchvision.datasets import VOCSegmentation
+
+        VOCSegmentation(str(root), year="2012", image_set=split, download=True)
+    base = Path(root) / "VOCdevkit" / "VOC2012"
+    ids = _read_ids(base / "ImageSets" / "Segmentation" / f"{split}.txt", "VOC 2012")
+    return FileSource([base / "JPEGImages" / f"{i}.jpg" for i in ids],
+                      [base / "SegmentationClass" / f"{i}.png" for i in ids],
+                      f"VOC2012[{split}]", classes=VOC_CLASSES)
+
+
+def pets(root: str | Path = DATA_DIR, split: str = "trainval", *,
+         download: bool = False) -> FileSource:
+    """Oxford-IIIT Pet with trimaps as masks: 0 background, 1 pet, 255 the uncertain border.
+
+    ``download=True`` fetches it through torchvision (800 MB) into ``root``.
+    """
+    if download:
+        from torchvision.datasets import OxfordIIITPet
+
+        OxfordIIITPet(str(root), split=split, target_types="segmentation", download=True)
+    base = Path(root) / "oxford-iiit-pet"
+    ids = [line.split()[0] for line in _read_ids(base / "annotations" / f"{split}.txt", "Pet")]
+    trimap = np.full(256, 255, np.int64)
+    trimap[1], trimap[2] = 1, 0  # 1 = pet, 2 = background, 3 = border (ignored)
+    return FileSource([base / "images" / f"{i}.jpg" for i in ids],
+                      [base / "annotations" / "trimaps" / f"{i}.png" for i in ids],
+                      f"Oxford-IIIT Pet[{split}]", classes=("background", "pet"),
+                      label_map=trimap)
+
+
+def _read_ids(path: Path, what: str) -> list[str]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {what} is not in {path.parents[2]}; pass "
+                                f"download=True (or `rnlib data ... --download`) or the right root")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets": pets}
+
+
+def load_source(name: str, split: str = "train", **options) -> Source:
+    """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path."""
+    if name in LOADERS:
+        return LOADERS[name](split=split, **options)
+    if name.startswith("hf:"):
+        return huggingface(name[3:], split, **options)
+    if Path(name).is_dir():  # root/split/{images,masks} when split folders exist
+        root = Path(name) / split if (Path(name) / split).is_dir() else Path(name)
+        return folder(root, **options)
+    raise ValueError(f"unknown dataset {name!r}: use shapes, voc, pets, hf:NAME_OR_PATH "
+                     f"or a folder with images/ and masks/")
