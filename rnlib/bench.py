@@ -156,7 +156,7 @@ def _cpu_peak(fn) -> int:
 
 def measure(name: str, model: nn.Module, size: Sequence[int], *, batch: int = 1,
             latency: bool = True, memory: bool = True, channels_last: bool = False,
-            repeats: int = 10) -> Cost:
+            repeats: int = 5) -> Cost:
     """Parameters, FLOPs/MACs and (optionally) latency and peak memory of ``model``."""
     flops = count_flops(model, size, batch)
     cost = Cost(name, count_parameters(model) / 1e6, flops / 1e9, flops / 2e9)

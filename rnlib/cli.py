@@ -49,8 +49,12 @@ def _config(args: argparse.Namespace):
     }.items() if v is not None}
     if args.epochs is not None and args.time_budget is None:
         changes["time_budget_s"] = None  # --epochs alone means an epoch count, not a budget
+    data_options = dict(config.data_options)
     if args.data_dir:
-        changes["data_options"] = {**config.data_options, "root": args.data_dir}
+        data_options["root"] = args.data_dir
+    if args.count:
+        data_options["count"] = args.count
+    changes["data_options"] = data_options
     return replace(config, **changes)
 
 
@@ -109,13 +113,13 @@ def _machine() -> str:
 def _data(args: argparse.Namespace) -> None:
     from .data.sources import load_source
 
-    options: dict = {"root": args.data_dir}
+    options: dict = {"root": args.data_dir} if args.data_dir else {}
     if args.name == "shapes":
         options.update(count=args.count, size=args.size, seed=args.seed)
     elif args.name in ("voc", "pets"):
         options["download"] = args.download
     else:
-        options = {}
+        options = {}  # hub datasets and folders are read where they are
     for split in args.splits:
         source = load_source(args.name, split, **options)
         print(f"{source.name}: {len(source)} samples")
@@ -160,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int)
         p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
         p.add_argument("--data-dir", help="where datasets are cached (default: data/)")
+        p.add_argument("--count", type=int, help="Shapes: training images (validation: 1/10)")
 
     p = sub.add_parser("train", help="train a model from a preset (cpu-quick or gpu)")
     p.add_argument("--model", help="a registry name (rnlib models); default: the preset's")
@@ -192,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=2000, help="shapes: images per split")
     p.add_argument("--size", type=int, default=128, help="shapes: image side")
     p.add_argument("--seed", type=int, default=0, help="shapes: the dataset's seed")
-    p.add_argument("--data-dir", default="data")
+    p.add_argument("--data-dir", help="default: $RNLIB_DATA_DIR, else the checkout's data/")
     p.set_defaults(run=_data)
 
     p = sub.add_parser("bench", help="parameters, FLOPs/MACs, latency and peak memory of models")

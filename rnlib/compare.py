@@ -56,6 +56,7 @@ class Row:
     train_peak_mib: float
     train_s: float
     steps: int
+    checkpoint: str
 
 
 def _config_for(base: TrainConfig, entry: Entry) -> TrainConfig:
@@ -81,7 +82,7 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path,
                                        channels_last=config.channels_last)
         rows.append(Row(name, entry.model, history["val_miou"][-1], history["val_boundary_f"][-1],
                         trainer.evaluate().iou, cost.params_m, cost.gflops, cost.latency_ms,
-                        train_peak, train_s, trainer.step))
+                        train_peak, train_s, trainer.step, str(run_dir / "last.pt")))
         if progress:
             print(f"{name}: mIoU {100 * rows[-1].miou:.1f}, {trainer.step} steps, "
                   f"{train_s:.0f} s", flush=True)

@@ -62,11 +62,16 @@ def plot_history(histories: dict[str, dict[str, list[float]]]) -> plt.Figure:
     """Training loss and validation mIoU against steps, one line per run."""
     fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
     for name, h in histories.items():
-        loss_ax.plot(h["step"], h["train_loss"], marker="o", label=name)
+        if "step_loss" in h:  # every step, smoothed over 10
+            loss = torch.tensor(h["step_loss"])
+            smooth = loss.unfold(0, 10, 1).mean(1) if len(loss) >= 10 else loss
+            loss_ax.plot(range(len(loss) - len(smooth) + 1, len(loss) + 1), smooth, label=name)
+        else:
+            loss_ax.plot(h["step"], h["train_loss"], marker="o", label=name)
         if "val_miou" in h:
             steps = h["step"][-len(h["val_miou"]):]
             miou_ax.plot(steps, [100 * v for v in h["val_miou"]], marker="o", label=name)
-    loss_ax.set(xlabel="step", ylabel="training loss (epoch mean)")
+    loss_ax.set(xlabel="step", ylabel="training loss")
     miou_ax.set(xlabel="step", ylabel="validation mIoU (%)")
     loss_ax.legend(fontsize=8)
     fig.tight_layout()

@@ -40,3 +40,40 @@ def test_bench_unwritable_output_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="cannot write"):
         main(["bench", "--models", "fcn32s", "--backbone", "resnet18", "--size", "32", "32",
               "--no-latency", "--no-memory", "--out", str(blocker / "x.md")])
+
+
+def test_train_then_eval_then_resume(tmp_path, capsys):
+    common = ["--model", "fcn32s", "--epochs", "1", "--count", "16", "--batch-size", "8",
+              "--data-dir", str(tmp_path / "data")]
+    main(["train", *common, "--out", str(tmp_path / "run")])
+    assert "trained fcn32s for 2 steps" in capsys.readouterr().out
+    main(["eval", str(tmp_path / "run" / "last.pt"), "--scales", "0.5", "1", "--flip"])
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "IoU per class" in out
+    main(["train", *common, "--out", str(tmp_path / "run"), "--resume"])  # already complete
+    assert "for 2 steps" in capsys.readouterr().out
+
+
+def test_eval_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoint at .*train first"):
+        main(["eval", str(tmp_path / "nothing.pt")])
+
+
+def test_data_prepares_shapes(tmp_path, capsys):
+    main(["data", "shapes", "--count", "8", "--size", "32", "--data-dir", str(tmp_path)])
+    assert "8 samples" in capsys.readouterr().out
+    assert (tmp_path / "shapes" / "train-8-32px-seed0").is_dir()
+
+
+def test_compare_writes_table_plot_and_json(tmp_path, monkeypatch):
+    import rnlib.compare as compare_module
+    from rnlib.compare import Entry
+
+    monkeypatch.setattr(compare_module, "BASELINES", {"FCN-32s": Entry("fcn32s", refinenet_family=False),
+                                                      "RefineNet": Entry("refinenet")})
+    main(["compare", "--epochs", "1", "--count", "16", "--data-dir", str(tmp_path / "data"),
+          "--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "runs")])
+    text = (tmp_path / "bench" / "comparison.md").read_text()
+    assert "| FCN-32s |" in text and "| RefineNet |" in text and "IoU per class" in text
+    assert (tmp_path / "bench" / "comparison.png").stat().st_size > 1000
+    assert (tmp_path / "bench" / "comparison.json").exists()

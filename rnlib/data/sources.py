@@ -9,6 +9,7 @@ Downloads go through torchvision (VOC, Pet) or the Hugging Face hub; reading nev
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,7 +21,16 @@ from .synthetic import CLASSES, ShapesConfig, make_samples
 __all__ = ["Source", "HFSource", "FileSource", "shapes", "huggingface", "folder", "voc", "pets",
            "load_source", "DATA_DIR"]
 
-DATA_DIR = Path("data")
+def _default_data_dir() -> Path:
+    """``$RNLIB_DATA_DIR``, else the checkout's data/ folder (rnlib installed from a clone, as
+    the README does), else ./data."""
+    if os.environ.get("RNLIB_DATA_DIR"):
+        return Path(os.environ["RNLIB_DATA_DIR"])
+    checkout = Path(__file__).resolve().parents[2] / "data"
+    return checkout if (checkout / "README.md").exists() else Path("data")
+
+
+DATA_DIR = _default_data_dir()
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
