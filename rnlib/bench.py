@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "peak_memory",
-           "measure", "format_table"]
+__all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "measure_train_step",
+           "conv_ceiling", "peak_memory", "measure", "format_table"]
 
 
 @dataclass
@@ -91,6 +91,61 @@ def measure_latency(model: nn.Module, size: Sequence[int], batch: int = 1, *, re
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
+                       repeats: int = 3, warmup: int = 1, channels_last: bool = False,
+                       amp_dtype: torch.dtype | None = None) -> float:
+    """Median wall time of one SGD training step (forward, cross-entropy, backward, update)
+    on random data, in milliseconds; ``amp_dtype`` runs the forward under autocast."""
+    device = next(model.parameters()).device
+    model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    x = _input(model, size, batch, device, channels_last)
+    target = torch.randint(0, getattr(model, "num_classes", 2), (batch, *size), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(warmup + repeats):
+        sync()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def conv_ceiling(device: torch.device | str = "cpu", *, channels_last: bool = True,
+                 dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """GFLOP/s of a large 3x3 convolution (256 -> 256 channels, 56x56, batch 8): the rate
+    the machine reaches on the work that dominates these networks."""
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, dtype)
+    x = torch.randn(8, 256, 56, 56, device=device, dtype=dtype)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(
+            memory_format=torch.channels_last)
+    flops = 2 * 256 * 256 * 9 * 56 * 56 * 8
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 2):
+            sync()
+            start = time.perf_counter()
+            conv(x)
+            sync()
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+    return flops / statistics.median(times) / 1e9
 
 
 def peak_memory(model: nn.Module, size: Sequence[int], batch: int = 1, *,

@@ -1,5 +1,6 @@
 """Cost measurement: counted FLOPs against hand arithmetic, memory that grows with the input."""
 
+import torch
 from torch import nn
 
 from rnlib.bench import Cost, count_flops, count_parameters, format_table, peak_memory
@@ -49,3 +50,14 @@ def test_table_gives_ratios_to_the_reference():
     rows = [Cost("a", 1.0, 2.0, 1.0, latency_ms=50.0), Cost("b", 2.0, 4.0, 2.0, latency_ms=100.0)]
     table = format_table(rows, reference="a")
     assert "latency / a" in table and "| 2.00x |" in table and "| 1.00x |" in table
+
+
+def test_train_step_and_ceiling_are_measured():
+    from rnlib.bench import conv_ceiling, measure_train_step
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    model.in_channels, model.num_classes = 3, 4
+    before = model[0].weight.detach().clone()
+    assert measure_train_step(model, (16, 16), 2, repeats=1) > 0
+    assert not torch.equal(model[0].weight, before), "a training step updates the weights"
+    assert conv_ceiling(repeats=1) > 1  # GFLOP/s

@@ -134,3 +134,19 @@ def test_bad_build_arguments_get_a_clear_error(kwargs, words):
     kwargs = {"num_classes": 3, "backbone": "resnet18", **kwargs}
     with pytest.raises(ValueError, match=words):
         rnlib.build_model(kwargs.pop("name"), **kwargs)
+
+
+def test_pretrained_backbone_asks_torchvision_for_imagenet_weights(monkeypatch):
+    """The download itself needs the internet; which weights are asked for is checked here."""
+    import torchvision
+
+    asked = {}
+    real = torchvision.models.get_model
+
+    def spy(name, weights=None, **kw):
+        asked[name] = weights
+        return real(name, weights=None, **kw)
+
+    monkeypatch.setattr(torchvision.models, "get_model", spy)
+    rnlib.build_model("fcn8s", num_classes=2, backbone="resnet18", pretrained_backbone=True)
+    assert asked == {"resnet18": torchvision.models.ResNet18_Weights.DEFAULT}
