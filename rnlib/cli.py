@@ -47,6 +47,8 @@ def _config(args: argparse.Namespace):
         "time_budget_s": args.time_budget, "epochs": args.epochs, "lr": args.lr,
         "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
     }.items() if v is not None}
+    if getattr(args, "model", None) and not args.model.startswith("refinenet"):
+        changes["model_options"] = {}  # the presets' options (decoder widths) are RefineNet's
     if args.epochs is not None and args.time_budget is None:
         changes["time_budget_s"] = None  # --epochs alone means an epoch count, not a budget
     data_options = dict(config.data_options)
