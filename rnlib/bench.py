@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -35,9 +35,6 @@ class Cost:
     gmacs: float
     latency_ms: float | None = None
     peak_mem_mib: float | None = None
-
-    def as_row(self) -> dict:
-        return asdict(self)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

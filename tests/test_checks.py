@@ -145,11 +145,6 @@ class NoResidual(_RCUBase):
         return self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
-class InplaceRelu(_RCUBase):
-    def forward(self, x):
-        return x + self.conv2(F.relu(self.conv1(F.relu_(x))))
-
-
 class ReluShortcut(_RCUBase):
     def forward(self, x):
         x = F.relu(x)
@@ -168,12 +163,6 @@ class NoPadding(_RCUBase):
 
     def forward(self, x):
         return self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
-def _inplace_input(rcu_cls):
-    def check(cls):
-        checks.check_rcu(cls)
-    return check
 
 
 @pytest.mark.parametrize("cls,words", [
