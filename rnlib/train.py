@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .evaluate import evaluate
+from .evaluate import EvalResult, evaluate
 
 __all__ = ["TrainConfig", "PRESETS", "Trainer", "NonFiniteLossError", "budget_scale",
            "load_checkpoint"]
@@ -321,7 +321,8 @@ class Trainer:
             self.history.setdefault(key, []).append(value)
         self.save()
 
-    def evaluate(self):
+    def evaluate(self) -> EvalResult:
+        """Metrics of the current model on the validation set."""
         loader = DataLoader(self.val_set, batch_size=self.config.batch_size,
                             num_workers=self.config.num_workers)
         return evaluate(self.model, loader, self.config.num_classes, device=self.device,
