@@ -43,27 +43,34 @@ def test_fit_writes_history_and_a_safe_checkpoint(data, tmp_path):
     assert json.loads((tmp_path / "history.json").read_text())["step"] == [4, 8]
 
 
-class Interrupting(Dataset):
-    """Raises KeyboardInterrupt (as Ctrl-C does) when item ``at`` is read ``after`` times."""
+class FaultAfter(Dataset):
+    """Reads ``inner``; from read number ``reads`` on, returns ``fault(image, mask)`` instead."""
 
-    def __init__(self, inner, reads_before_interrupt):
-        self.inner, self.left = inner, reads_before_interrupt
+    def __init__(self, inner, reads, fault):
+        self.inner, self.left, self.fault = inner, reads, fault
 
     def __len__(self):
         return len(self.inner)
 
     def __getitem__(self, i):
+        image, mask = self.inner[i]
         self.left -= 1
-        if self.left < 0:
-            raise KeyboardInterrupt
-        return self.inner[i]
+        return self.fault(image, mask) if self.left < 0 else (image, mask)
+
+
+def _ctrl_c(image, mask):
+    raise KeyboardInterrupt  # what Ctrl-C raises in the training loop
+
+
+def _nan(image, mask):
+    return image * float("nan"), mask
 
 
 def test_interrupted_run_resumes_to_the_same_weights(data, tmp_path):
     full = _trainer(data, tmp_path / "full")
     full.fit()
     # Ctrl-C in the middle of epoch 2 (16 samples an epoch, 4 a batch)
-    broken = _trainer(data, tmp_path / "cut", train_set=Interrupting(data[0], 16 + 6))
+    broken = _trainer(data, tmp_path / "cut", train_set=FaultAfter(data[0], 16 + 6, _ctrl_c))
     with pytest.raises(KeyboardInterrupt):
         broken.fit()
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1  # whole, epoch 1
@@ -82,23 +89,8 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
         other.fit(resume=True)
 
 
-class PoisonAfter(Dataset):
-    """Returns NaN images from the ``after``-th read on."""
-
-    def __init__(self, inner, after):
-        self.inner, self.left = inner, after
-
-    def __len__(self):
-        return len(self.inner)
-
-    def __getitem__(self, i):
-        image, mask = self.inner[i]
-        self.left -= 1
-        return (image * float("nan") if self.left < 0 else image), mask
-
-
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(data, tmp_path):
-    trainer = _trainer(data, tmp_path, train_set=PoisonAfter(data[0], 16 + 4))
+    trainer = _trainer(data, tmp_path, train_set=FaultAfter(data[0], 16 + 4, _nan))
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2.*last good checkpoint.*Lower the learning rate"):
         trainer.fit()
     state = load_checkpoint(tmp_path / "last.pt")
