@@ -90,7 +90,8 @@ def _compare(args: argparse.Namespace) -> None:
     entries = ABLATIONS if args.ablation else BASELINES
     name = args.name or ("ablation" if args.ablation else "comparison")
     out = Path(args.out)
-    _write(out / f"{name}.md", "")  # fail now, not after minutes of training, if out is read-only
+    _write(out / ".write-test", "", announce=False)  # fail now, not after minutes of training;
+    (out / ".write-test").unlink()  # a probe, so an interrupted run leaves earlier results whole
     rows = compare(config, entries, Path(args.runs) / name)
     command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
     text = (f"# {'Ablation' if args.ablation else 'Comparison'} ({args.preset})\n\n"
@@ -134,14 +135,15 @@ def _models(args: argparse.Namespace) -> None:
         print(f"{name:20s} {doc}")
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, announce: bool = True) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     except OSError as err:
         raise SystemExit(f"rnlib: cannot write {path}: {err.strerror}; "
                          "choose another --out") from err
-    print(f"wrote {path}", file=sys.stderr)
+    if announce:
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .data import SegmentationDataset, eval_transform, load_source, train_transform
 from .data.sources import Source
-from .evaluate import EvalResult
+from .evaluate import EvalResult, evaluate
 from .models import build_model
 from .train import TrainConfig, Trainer, load_checkpoint
 
@@ -59,10 +60,6 @@ def load_trained(checkpoint: str | Path) -> tuple[nn.Module, TrainConfig]:
 def evaluate_checkpoint(checkpoint: str | Path, *, split: str | None = None,
                         scales=(1.0,), flip: bool = False, progress: bool = True) -> EvalResult:
     """Evaluate a checkpoint on its validation split (or ``split``)."""
-    from torch.utils.data import DataLoader
-
-    from .evaluate import evaluate
-
     model, config = load_trained(checkpoint)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     data = SegmentationDataset(make_source(config, split or config.val_split),

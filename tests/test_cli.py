@@ -77,3 +77,12 @@ def test_compare_writes_table_plot_and_json(tmp_path, monkeypatch):
     assert "| FCN-32s |" in text and "| RefineNet |" in text and "IoU per class" in text
     assert (tmp_path / "bench" / "comparison.png").stat().st_size > 1000
     assert (tmp_path / "bench" / "comparison.json").exists()
+
+
+def test_compare_into_unwritable_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match="cannot write .*choose another --out"):
+        main(["compare", "--epochs", "1", "--count", "16", "--out", str(blocker / "bench"),
+              "--runs", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")])
+    assert not (tmp_path / "runs").exists(), "nothing was trained"
