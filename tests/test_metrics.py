@@ -105,13 +105,14 @@ def _boundary_f_loops(pred, target, c, tol):
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def test_boundary_f_matches_loops_on_random_blobs():
+@pytest.mark.parametrize("classes,tolerance,shape", [(2, 1, (12, 12)), (3, 2, (13, 17))])
+def test_boundary_f_matches_loops_on_random_blobs(classes, tolerance, shape):
     rng = np.random.default_rng(1)
-    target = (rng.random((12, 12)) > 0.5).astype(np.int64)
-    pred = (rng.random((12, 12)) > 0.5).astype(np.int64)
-    bf = BoundaryFScore(2, tolerance=1)
+    target = rng.integers(0, classes, shape)
+    pred = rng.integers(0, classes, shape)
+    bf = BoundaryFScore(classes, tolerance=tolerance)
     bf.update(torch.from_numpy(pred)[None], torch.from_numpy(target)[None])
-    expected = [_boundary_f_loops(pred, target, c, 1) for c in (0, 1)]
+    expected = [_boundary_f_loops(pred, target, c, tolerance) for c in range(classes)]
     assert bf.per_class().numpy() == pytest.approx(expected)
 
 
