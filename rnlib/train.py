@@ -2,10 +2,11 @@
 
 The recipe follows RefineNet's (Lin et al., §4): cross-entropy with an ignore index, SGD with
 momentum (or AdamW), a lower learning rate for the pretrained backbone, a poly schedule.
-Engineering on top: CUDA when present, AMP (bf16, or fp16 with a gradient scaler) and
-channels_last on the GPU, a time budget turned into a fixed number of steps, atomic
-checkpoints every epoch that load with ``weights_only=True``, exact resume, and a guard that
-stops on a NaN or infinite loss while the last good checkpoint stays on disk.
+Engineering on top: CUDA when present, AMP (bf16, or fp16 with a gradient scaler),
+channels_last, ``cudnn.benchmark`` and an optional ``torch.compile`` on the GPU, a time budget
+turned into a fixed number of steps, atomic checkpoints every epoch that load with
+``weights_only=True``, exact resume, and a guard that stops on a NaN or infinite loss while the
+last good checkpoint stays on disk.
 
 The trainer knows nothing of a model's insides except that a model may expose ``.backbone``
 (whose parameters get ``backbone_lr_mult``) and that it maps images to logits.
@@ -13,6 +14,7 @@ The trainer knows nothing of a model's insides except that a model may expose ``
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 from .evaluate import EvalResult, evaluate
 
 __all__ = ["TrainConfig", "PRESETS", "Trainer", "NonFiniteLossError", "budget_scale",
-           "load_checkpoint"]
+           "load_checkpoint", "resumable"]
 
 BUDGET_ENV = "RNLIB_BUDGET_SCALE"
 
@@ -72,6 +74,7 @@ class TrainConfig:
     freeze_bn: bool = False
     amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
     channels_last: bool = True
+    compile: bool = False  # torch.compile the training forward: faster GPU steps after a warm-up
     eval_every: int = 1  # epochs between evaluations; 0 = only at the end
     seed: int = 0
     num_workers: int = 0
@@ -140,6 +143,20 @@ def _plain(value):
     return value
 
 
+def _settings(config: TrainConfig) -> dict:
+    """What a run's result depends on: its config, less how it runs (device, compiling), and
+    the budget scale."""
+    return {**_plain(asdict(replace(config, device="auto", compile=False))),
+            "budget_scale": budget_scale()}
+
+
+def resumable(out_dir: str | Path, config: TrainConfig) -> bool:
+    """Whether ``out_dir/last.pt`` was written by a run of ``config`` (at the current budget
+    scale), so that ``fit(resume=True)`` continues it, or returns at once if it finished."""
+    path = Path(out_dir) / "last.pt"
+    return path.exists() and load_checkpoint(path).get("settings") == _settings(config)
+
+
 class Trainer:
     """Trains ``model`` on ``train_set``, evaluates on ``val_set``, checkpoints into ``out_dir``.
 
@@ -157,6 +174,11 @@ class Trainer:
             else config.device)
         self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN picks its fastest
+        # training steps call the compiled module; self.model stays the plain one (its weights
+        # are shared), so checkpoints and evaluation do not depend on the compiler
+        self.forward = torch.compile(self.model) if config.compile else self.model
         self.train_set, self.val_set = train_set, val_set
         self.generator = torch.Generator()
         self.loader = DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
@@ -207,7 +229,7 @@ class Trainer:
         """Steps of the whole run: epochs x batches, or what fits in the time budget."""
         if self.config.time_budget_s is None:
             return self.config.epochs * len(self.loader)
-        seconds = self._seconds_per_step()
+        seconds = self.seconds_per_step()
         return max(1, int(self.config.time_budget_s * budget_scale() / seconds))
 
     def _replan(self, seconds_per_step: float) -> None:
@@ -216,10 +238,12 @@ class Trainer:
         budget = self.config.time_budget_s * budget_scale()
         self.total_steps = max(self.step + 1, int(budget / seconds_per_step))
 
-    def _seconds_per_step(self, steps: int = 3) -> float:
-        """Time a few training steps, then put the weights and optimizer back as they were."""
+    def seconds_per_step(self, steps: int = 3) -> float:
+        """Time ``steps`` training steps after a warm-up step (which also pays for compiling),
+        then put the weights, optimizer and random state back as they were."""
         model_state = {k: v.clone() for k, v in self.model.state_dict().items()}
-        optim_state, scaler_state = self.optimizer.state_dict(), self.scaler.state_dict()
+        optim_state = copy.deepcopy(self.optimizer.state_dict())
+        scaler_state = self.scaler.state_dict()
         rng = torch.get_rng_state()
         images, masks = next(iter(DataLoader(self.train_set, self.config.batch_size)))
         self._train_step(images, masks)  # warm-up: first-call costs are not the rate
@@ -228,7 +252,6 @@ class Trainer:
             self._train_step(images, masks)
         elapsed = (time.perf_counter() - start) / steps
         self.model.load_state_dict(model_state)
-        self.optimizer = self._optimizer()
         self.optimizer.load_state_dict(optim_state)
         self.scaler.load_state_dict(scaler_state)
         torch.set_rng_state(rng)
@@ -249,7 +272,7 @@ class Trainer:
         masks = masks.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            logits = self.model(images)  # (N, K, H, W)
+            logits = self.forward(images)  # (N, K, H, W)
         loss = F.cross_entropy(logits.float(), masks, ignore_index=255)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -316,7 +339,7 @@ class Trainer:
         if self.val_set is not None and (last or (every and self.epoch % every == 0)):
             result = self.evaluate()
             record.update(val_miou=result.miou, val_pixel_accuracy=result.pixel_accuracy,
-                          val_boundary_f=result.boundary_f)
+                          val_boundary_f=result.boundary_f, val_iou=result.iou)
         for key, value in record.items():
             self.history.setdefault(key, []).append(value)
         self.save()
@@ -335,15 +358,15 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step": self.step, "total_steps": self.total_steps,
             "history": self.history, "config": _plain(asdict(self.config)),
+            "settings": _settings(self.config),
         }, self.out_dir / "last.pt")
         (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
 
     def _restore(self, state: dict) -> None:
-        saved = TrainConfig.from_dict(state["config"])
-        if _plain(asdict(replace(saved, device=self.config.device))) != \
-                _plain(asdict(self.config)):
-            raise ValueError(f"{self.out_dir / 'last.pt'} was written with other settings; resume "
-                             f"with the same options, or train into a new folder")
+        if state.get("settings") != _settings(self.config):
+            raise ValueError(f"{self.out_dir / 'last.pt'} was written with other settings (options "
+                             f"or {BUDGET_ENV}); resume with the same ones, or train into a new "
+                             f"folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.total_steps = state["total_steps"]  # the budget calibrated when the run began

@@ -1,6 +1,7 @@
 """The Trainer: checkpoints, exact resume, interruption, the NaN guard, budgets and options."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch.utils.data import Dataset
 from rnlib import build_model
 from rnlib.data import SegmentationDataset, eval_transform, train_transform
 from rnlib.data.sources import shapes
-from rnlib.train import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint
+from rnlib.train import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, resumable
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,60 @@ def test_backbone_gets_its_own_learning_rate(data, tmp_path):
 def test_unknown_options_are_named():
     with pytest.raises(ValueError, match="unknown training options .*'lr_rate'"):
         TrainConfig.from_dict({"lr_rate": 1})
+
+
+def test_history_keeps_the_per_class_iou(data, tmp_path):
+    history = _trainer(data, tmp_path, _config(epochs=1)).fit()
+    assert len(history["val_iou"][-1]) == 5
+    assert sum(history["val_iou"][-1]) / 5 == pytest.approx(history["val_miou"][-1], nan_ok=True)
+
+
+def test_resumable_only_with_the_same_settings_and_budget_scale(data, tmp_path, monkeypatch):
+    config = _config(epochs=1)
+    assert not resumable(tmp_path, config)  # nothing there yet
+    trainer = _trainer(data, tmp_path, config)
+    trainer.fit()
+    assert resumable(tmp_path, config)
+    assert resumable(tmp_path, replace(config, device="cpu"))  # the device is not a setting
+    assert not resumable(tmp_path, replace(config, lr=5e-3))
+    monkeypatch.setenv("RNLIB_BUDGET_SCALE", "0.5")  # a shorter run is another result
+    assert not resumable(tmp_path, config)
+    with pytest.raises(ValueError, match="other settings .*RNLIB_BUDGET_SCALE"):
+        _trainer(data, tmp_path, config).fit(resume=True)
+
+
+def test_resuming_a_finished_run_changes_nothing(data, tmp_path):
+    first = _trainer(data, tmp_path, _config(epochs=1))
+    first.fit()
+    again = _trainer(data, tmp_path, _config(epochs=1))
+    again.fit(resume=True)
+    assert again.step == first.step and again.history == first.history
+    for (name, a), b in zip(first.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_compiled_training_matches_eager_and_saves_plain_weights(data, tmp_path, monkeypatch):
+    # torch.compile's graph capture without inductor's C++ code generation (a minute on 2 cores):
+    # what is tested is that the Trainer trains through the compiled module and saves the plain one
+    compiled, real_compile = [], torch.compile
+
+    def compile_eager(model, **kw):
+        compiled.append(model)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    eager = _trainer(data, tmp_path / "eager", _config(epochs=1)).fit()
+    trainer = _trainer(data, tmp_path / "compiled", _config(epochs=1, compile=True))
+    history = trainer.fit()
+    assert compiled == [trainer.model] and trainer.forward is not trainer.model
+    assert history["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-4)
+    state = load_checkpoint(tmp_path / "compiled" / "last.pt")["model"]
+    assert state.keys() == trainer.model.state_dict().keys()  # no "_orig_mod." prefixes
+
+
+def test_seconds_per_step_keeps_the_trainers_optimizer(data, tmp_path):
+    trainer = _trainer(data, tmp_path)
+    optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.1, momentum=0.9)
+    trainer.optimizer = optimizer
+    assert trainer.seconds_per_step(steps=1) > 0
+    assert trainer.optimizer is optimizer and not optimizer.state  # momentum buffers undone
