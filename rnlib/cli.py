@@ -46,6 +46,7 @@ def _config(args: argparse.Namespace):
         "model": getattr(args, "model", None), "backbone": args.backbone,
         "time_budget_s": args.time_budget, "epochs": args.epochs, "lr": args.lr,
         "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
+        "compile": args.compile,
     }.items() if v is not None}
     if getattr(args, "model", None) and not args.model.startswith("refinenet"):
         changes["model_options"] = {}  # the presets' options (decoder widths) are RefineNet's
@@ -92,7 +93,7 @@ def _compare(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _write(out / ".write-test", "", announce=False)  # fail now, not after minutes of training;
     (out / ".write-test").unlink()  # a probe, so an interrupted run leaves earlier results whole
-    rows = compare(config, entries, Path(args.runs) / name)
+    rows = compare(config, entries, Path(args.runs) / name, resume=args.resume)
     command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
     text = (f"# {'Ablation' if args.ablation else 'Comparison'} ({args.preset})\n\n"
             f"Made by `{command}` on {_machine()}.\n\n{format_rows(rows, config)}")
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int)
         p.add_argument("--seed", type=int)
         p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")
+        p.add_argument("--compile", action="store_const", const=True,
+                       help="torch.compile the training steps (worth it on a GPU)")
         p.add_argument("--data-dir", help="where datasets are cached (default: data/)")
         p.add_argument("--count", type=int, help="Shapes: training images (validation: 1/10)")
 
@@ -192,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmarks", help="where the table and plot go")
     p.add_argument("--name", help="file name of the results (default: comparison or ablation)")
     p.add_argument("--runs", default="runs", help="where the checkpoints go")
+    p.add_argument("--resume", action="store_true",
+                   help="continue interrupted runs of the same settings, reuse finished ones")
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("data", help="prepare (and with --download fetch) a dataset into data/")

@@ -26,5 +26,5 @@ def test_figures():
     history = {"step": [5, 10], "train_loss": [1.0, 0.5], "val_miou": [0.3],
                "step_loss": [1.0] * 12}
     assert len(viz.plot_history({"run": history}).axes) == 2
-    row = Row("m", "fcn8s", 0.5, 0.4, [0.5], 1.0, 2.0, 3.0, 4.0, 5.0, 6, "x/last.pt")
+    row = Row("m", "fcn8s", 0.5, 0.4, [0.5], 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, False, 6, "x/last.pt")
     assert len(viz.plot_comparison([row, row]).axes) == 4
