@@ -5,6 +5,15 @@ committed outputs come from full-budget runs, the tests check that everything ru
 """
 
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("RNLIB_BUDGET_SCALE", "0.2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_sessionstart(session):
+    """The solution notebooks share solutions/runs in order (08 and 09 reuse the RefineNet of
+    07): start each test session without earlier runs, so that every notebook trains what it
+    shows and no run of another session's budget is reused."""
+    shutil.rmtree(Path(__file__).parent / "solutions" / "runs", ignore_errors=True)
