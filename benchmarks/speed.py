@@ -1,19 +1,30 @@
 """Speed of RefineNet and its baselines, side by side in one run (issue 5).
 
-Inference at 512x512 (batch 1) in NCHW and channels_last, a training step at 256x256 (batch 2),
-peak memory, achieved GFLOP/s and its share of the machine's convolution ceiling measured in the
-same run. Writes a markdown table with the machine, versions and command.
+Three tables, each written as markdown with the machine, versions and command:
 
-    .venv/bin/python benchmarks/speed.py                    # CPU -> benchmarks/cpu_speed.md
-    .venv/bin/python benchmarks/speed.py --device cuda      # GPU, fp32 and AMP -> gpu_speed.md
+- ``latency`` (the CPU default): inference at 512x512 (batch 1) in NCHW and in channels_last with
+  batch norm folded, achieved GFLOP/s and its share of the machine's convolution ceiling measured
+  in the same run, peak memory, and a training step at 256x256 (batch 2).
+- ``throughput`` (the CUDA default): images per second for inference and training at 512x512,
+  fp32 against automatic mixed precision (bf16 where supported, else fp16 with a gradient
+  scaler), channels_last and ``cudnn.benchmark``; ``--compile`` adds torch.compile'd training.
+- ``recipe``: what each of the Trainer's speed choices is worth for the CPU preset's RefineNet
+  (memory format, optimizer implementation), timed through ``rnlib.train.Trainer`` itself.
+
+    .venv/bin/python benchmarks/speed.py                          # -> benchmarks/cpu_speed.md
+    .venv/bin/python benchmarks/speed.py --mode recipe            # -> benchmarks/cpu_recipe.md
+    .venv/bin/python benchmarks/speed.py --device cuda --compile  # -> benchmarks/cuda_speed.md
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,91 +33,192 @@ import rnlib
 from rnlib import bench
 from rnlib.deploy import fuse_batchnorm
 
-MODELS = [  # (row name, registry name, backbone)
-    ("RefineNet-101", "refinenet", "resnet101"),
-    ("RefineNet-50", "refinenet", "resnet50"),
-    ("LW-RefineNet-50", "refinenet-lw", "resnet50"),
-    ("FCN-8s-50", "fcn8s", "resnet50"),
-    ("Dilated-OS8-50", "dilated-os8", "resnet50"),
-    ("DeepLab-OS8-50", "deeplab-os8", "resnet50"),
-    ("tv fcn_resnet50", "tv-fcn", "resnet50"),
-    ("tv deeplabv3_resnet50", "tv-deeplabv3", "resnet50"),
-]
-REFERENCE = "tv fcn_resnet50"
+MODELS = {  # row name: (registry name, backbone)
+    "RefineNet-101": ("refinenet", "resnet101"),
+    "RefineNet-50": ("refinenet", "resnet50"),
+    "LW-RefineNet-50": ("refinenet-lw", "resnet50"),
+    "FCN-8s-50": ("fcn8s", "resnet50"),
+    "Dilated-OS8-50": ("dilated-os8", "resnet50"),
+    "DeepLab-OS8-50": ("deeplab-os8", "resnet50"),
+    "tv fcn_resnet50": ("tv-fcn", "resnet50"),
+    "tv deeplabv3_resnet50": ("tv-deeplabv3", "resnet50"),
+}
+GPU_MODELS = ["RefineNet-101", "LW-RefineNet-50", "FCN-8s-50", "DeepLab-OS8-50"]  # issue 5
 
 
-def cpu_rows(args) -> tuple[list[str], float]:
-    ceiling = bench.conv_ceiling("cpu", channels_last=True)
-    rows, results = [], {}
-    for name, model_name, backbone in MODELS:
+def _build(name: str, device: str) -> torch.nn.Module:
+    model_name, backbone = MODELS[name]
+    return rnlib.build_model(model_name, num_classes=21, backbone=backbone).to(device)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def latency_table(args) -> tuple[list[str], str]:
+    args.size = args.size or 512
+    size, train_size = (args.size, args.size), (args.size // 2, args.size // 2)
+    ceiling = bench.conv_ceiling(args.device, channels_last=True)
+    results = {}
+    for name in args.models:
         started = time.perf_counter()
-        model = rnlib.build_model(model_name, num_classes=21, backbone=backbone).eval()
-        flops = bench.count_flops(model, (512, 512))
-        nchw = bench.measure_latency(model, (512, 512), repeats=args.repeats)
+        model = _build(name, args.device).eval()
+        flops = bench.count_flops(model, size)
+        nchw = bench.measure_latency(model, size, repeats=args.repeats)
         fused = fuse_batchnorm(model)
-        last = bench.measure_latency(fused, (512, 512), repeats=args.repeats, channels_last=True)
-        memory = bench.peak_memory(fused, (512, 512), channels_last=True)
-        model = rnlib.build_model(model_name, num_classes=21, backbone=backbone)
-        step = bench.measure_train_step(model, (256, 256), 2, repeats=args.repeats,
+        last = bench.measure_latency(fused, size, repeats=args.repeats, channels_last=True)
+        memory = bench.peak_memory(fused, size, channels_last=True)
+        model = _build(name, args.device)
+        step = bench.measure_train_step(model, train_size, 2, repeats=args.repeats,
                                         channels_last=True)
         results[name] = dict(flops=flops, nchw=nchw, last=last, memory=memory, step=step,
                              params=bench.count_parameters(model))
-        print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    ceiling = max(ceiling, bench.conv_ceiling("cpu", channels_last=True))  # again, after warm-up
-    ref = results[REFERENCE]
-    rows.append("| model | params (M) | GMACs@512 | NCHW (ms) | channels_last + fused BN (ms) | "
-                f"vs {REFERENCE} | GFLOP/s | share of ceiling | peak mem (MiB) | train step "
-                "256x256 b2 (ms) |")
-    rows.append("|---|---|---|---|---|---|---|---|---|---|")
+        _log(f"{name}: {time.perf_counter() - started:.0f} s")
+    ceiling = max(ceiling, bench.conv_ceiling(args.device, channels_last=True))  # after warm-up
+    reference = "tv fcn_resnet50" if "tv fcn_resnet50" in results else args.models[0]
+    ref = results[reference]
+    rows = [f"| model | params (M) | GMACs@{args.size} | NCHW (ms) | channels_last + fused BN "
+            f"(ms) | vs {reference} | GFLOP/s | share of ceiling | peak mem (MiB) | train step "
+            f"{train_size[0]}x{train_size[1]} b2 (ms) |", "|---" * 10 + "|"]
     for name, r in results.items():
         rate = r["flops"] / (r["last"] / 1e3) / 1e9
         rows.append(f"| {name} | {r['params'] / 1e6:.2f} | {r['flops'] / 2e9:.1f} | "
                     f"{r['nchw']:.0f} | {r['last']:.0f} | {r['last'] / ref['last']:.2f}x | "
                     f"{rate:.0f} | {100 * rate / ceiling:.0f}% | {r['memory']:.0f} | "
                     f"{r['step']:.0f} |")
-    return rows, ceiling
+    note = (f"Random weights, 21 classes. Inference at {args.size}x{args.size}, batch 1. "
+            f"Convolution ceiling measured in the same run (3x3 conv 256->256, 56x56, batch 8, "
+            f"channels_last, fastest of 10): {ceiling:.0f} GFLOP/s.")
+    return rows, note
 
 
-def gpu_rows(args) -> tuple[list[str], float]:
-    torch.backends.cudnn.benchmark = True
-    amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    ceiling = bench.conv_ceiling("cuda", dtype=amp)
-    rows = ["| model | infer fp32 (img/s) | infer AMP (img/s) | train fp32 (img/s) | "
-            "train AMP (img/s) | train AMP / fp32 |", "|---|---|---|---|---|---|"]
-    for name, model_name, backbone in MODELS:
-        model = rnlib.build_model(model_name, num_classes=21, backbone=backbone).cuda()
-        batch = args.gpu_batch
-        infer = {}
+def _amp_dtype(device: str) -> torch.dtype:
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def throughput_table(args) -> tuple[list[str], str]:
+    """Images per second, fp32 against AMP, both in channels_last (issue 5's GPU table)."""
+    torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    amp = _amp_dtype(args.device)
+    args.size = args.size or 512
+    size, batch = (args.size, args.size), args.batch
+    header = ["model", "infer fp32 (img/s)", "infer AMP (img/s)", "train fp32 (img/s)",
+              "train AMP (img/s)", "train AMP / fp32"]
+    if args.compile:
+        header += ["train AMP + compile (img/s)", "compiled / fp32"]
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name in args.models:
+        started = time.perf_counter()
+        model = _build(name, args.device)
+        infer, train = {}, {}
         for label, dtype in (("fp32", None), ("amp", amp)):
-            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.autocast(torch.device(args.device).type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
                 infer[label] = batch * 1e3 / bench.measure_latency(
-                    model, (512, 512), batch, repeats=args.repeats, channels_last=True)
-        train = {label: batch * 1e3 / bench.measure_train_step(
-            model, (512, 512), batch, repeats=args.repeats, channels_last=True, amp_dtype=dtype)
-            for label, dtype in (("fp32", None), ("amp", amp))}
-        rows.append(f"| {name} | {infer['fp32']:.1f} | {infer['amp']:.1f} | {train['fp32']:.1f} "
-                    f"| {train['amp']:.1f} | {train['amp'] / train['fp32']:.2f}x |")
-        print(name, file=sys.stderr, flush=True)
-    return rows, ceiling
+                    model, size, batch, repeats=args.repeats, channels_last=True)
+            train[label] = batch * 1e3 / bench.measure_train_step(
+                model, size, batch, repeats=args.repeats, channels_last=True, amp_dtype=dtype)
+        cells = [name, f"{infer['fp32']:.1f}", f"{infer['amp']:.1f}", f"{train['fp32']:.1f}",
+                 f"{train['amp']:.1f}", f"{train['amp'] / train['fp32']:.2f}x"]
+        if args.compile:
+            compiled = torch.compile(model)
+            rate = batch * 1e3 / bench.measure_train_step(
+                compiled, size, batch, repeats=args.repeats, warmup=3, channels_last=True,
+                amp_dtype=amp)
+            cells += [f"{rate:.1f}", f"{rate / train['fp32']:.2f}x"]
+        rows.append("| " + " | ".join(cells) + " |")
+        del model
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        _log(f"{name}: {time.perf_counter() - started:.0f} s")
+    tf32 = torch.backends.cudnn.allow_tf32 if args.device.startswith("cuda") else False
+    note = (f"Random weights, 21 classes; {args.size}x{args.size}, batch {batch}, channels_last, "
+            f"cudnn.benchmark on; AMP is "
+            f"{str(amp).replace('torch.', '')}"
+            f"{' with a gradient scaler' if amp == torch.float16 else ''}; fp32 convolutions "
+            f"{'may use TF32 (PyTorch default)' if tf32 else 'in full fp32'}; training is one SGD "
+            f"step (forward, cross-entropy, backward, update).")
+    return rows, note
+
+
+def recipe_table(args) -> tuple[list[str], str]:
+    """The CPU preset's RefineNet, one training step through the Trainer, per speed choice."""
+    from rnlib.data import SegmentationDataset, load_source, train_transform
+    from rnlib.runs import make_model
+    from rnlib.train import PRESETS, Trainer
+
+    preset = replace(PRESETS["cpu-quick"], time_budget_s=None, device=args.device)
+    preset = replace(preset, crop=args.size or preset.crop)
+    scratch = tempfile.TemporaryDirectory()  # two batches of Shapes at the preset's size
+    data = SegmentationDataset(
+        load_source("shapes", "train", count=2 * preset.batch_size, size=preset.crop,
+                    root=scratch.name),
+        preset.num_classes, train_transform(preset.crop, scale=tuple(preset.scale)))
+    variants = {
+        "NCHW, AdamW for-each": dict(channels_last=False, optimizer="adamw", fused=False),
+        "channels_last, AdamW for-each": dict(channels_last=True, optimizer="adamw", fused=False),
+        "channels_last, AdamW fused (rnlib)": dict(channels_last=True, optimizer="adamw",
+                                                   fused=True),
+        "channels_last, SGD momentum": dict(channels_last=True, optimizer="sgd", fused=False),
+    }
+    times = {name: [] for name in variants}
+    for _ in range(args.repeats):  # interleaved, so that drifts of a shared machine hit all alike
+        for name, v in variants.items():
+            torch.manual_seed(0)
+            config = replace(preset, channels_last=v["channels_last"], optimizer=v["optimizer"])
+            with tempfile.TemporaryDirectory() as out:
+                trainer = Trainer(make_model(config), data, None, config, out, progress=False)
+                if v["optimizer"] == "adamw" and not v["fused"]:  # the Trainer's, unfused
+                    groups = [{"params": g["params"], "lr": g["lr"]}
+                              for g in trainer.optimizer.param_groups]
+                    trainer.optimizer = torch.optim.AdamW(
+                        groups, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+                times[name].append(trainer.seconds_per_step(steps=5))
+    scratch.cleanup()
+    reference = statistics.median(times["NCHW, AdamW for-each"])
+    rows = ["| training step | ms (median) | speed-up |", "|---|---|---|"]
+    for name, values in times.items():
+        ms = statistics.median(values)
+        rows.append(f"| {name} | {1e3 * ms:.0f} | {reference / ms:.2f}x |")
+    note = (f"Preset cpu-quick: {preset.model} {preset.backbone} {preset.model_options}, batch "
+            f"{preset.batch_size} at {preset.crop}x{preset.crop}; each variant is 5 steps after a "
+            f"warm-up step, repeated {args.repeats} times interleaved.")
+    return rows, note
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--mode", choices=["latency", "throughput", "recipe"],
+                        help="default: latency on the CPU, throughput on CUDA")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
+                        help=f"rows (default: all for latency, {GPU_MODELS} for throughput)")
+    parser.add_argument("--size", type=int,
+                        help="image side (default: 512; recipe: the preset's crop)")
+    parser.add_argument("--batch", type=int, default=8, help="throughput: images per batch")
+    parser.add_argument("--compile", action="store_true", help="throughput: add torch.compile")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--gpu-batch", type=int, default=8)
-    parser.add_argument("--out", help="default: benchmarks/{cpu,gpu}_speed.md")
+    parser.add_argument("--out", help="default: benchmarks/{device}_{speed,recipe}.md")
     args = parser.parse_args()
-    rows, ceiling = (gpu_rows if args.device == "cuda" else cpu_rows)(args)
-    device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or \
-        platform.machine()
-    text = (f"# Speed on {args.device.upper()}\n\nMachine: {device}, {torch.get_num_threads()} "
-            f"threads; torch {torch.__version__}; command: `python benchmarks/speed.py "
-            f"{' '.join(sys.argv[1:])}`; medians of {args.repeats} runs; 21 classes, random "
-            f"weights.\nConvolution ceiling measured in the same run (3x3 conv 256->256, 56x56, "
-            f"batch 8, channels_last): {ceiling:.0f} GFLOP/s.\n\n" + "\n".join(rows) + "\n")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA GPU (torch.cuda.is_available() "
+                     "is False); run it where there is one, or use --device cpu")
+    args.mode = args.mode or ("throughput" if args.device.startswith("cuda") else "latency")
+    args.models = args.models or (GPU_MODELS if args.mode == "throughput" else list(MODELS))
+    table = {"latency": latency_table, "throughput": throughput_table, "recipe": recipe_table}
+    rows, note = table[args.mode](args)
+    machine = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+               else platform.processor() or platform.machine())
+    kind = torch.device(args.device).type
+    text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\nMachine: {machine}, "
+            f"{torch.get_num_threads()} CPU threads; torch {torch.__version__}; command: "
+            f"`python benchmarks/speed.py {' '.join(sys.argv[1:])}`; medians of {args.repeats} "
+            f"runs.\n{note}\n\n" + "\n".join(rows) + "\n")
     print(text)
-    out = Path(args.out or Path(__file__).parent / f"{args.device}_speed.md")
+    name = f"{kind}_{'recipe' if args.mode == 'recipe' else 'speed'}.md"
+    out = Path(args.out or Path(__file__).parent / name)
     out.write_text(text)
 
 
