@@ -112,7 +112,9 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-PACE_FROM, PACE_TO = 3, 13  # steps between which a time-budgeted run measures its pace
+# A time-budgeted run measures its pace from step PACE_FROM on and re-plans its length at step
+# PACE_TO and every REPLAN_EVERY steps after, so that it ends on its budget
+PACE_FROM, PACE_TO, REPLAN_EVERY = 3, 13, 10
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -232,11 +234,12 @@ class Trainer:
         seconds = self.seconds_per_step()
         return max(1, int(self.config.time_budget_s * budget_scale() / seconds))
 
-    def _replan(self, seconds_per_step: float) -> None:
-        """Re-plan a time-budgeted run from the pace of real steps: the first calibration
-        steps pay one-off costs (memory, kernel set-up) and overestimate it up to 2x."""
+    def _replan(self, seconds_per_step: float, elapsed: float) -> None:
+        """Re-plan a time-budgeted run from the pace of its real steps and the time it has
+        spent: the calibration before the run pays one-off costs (memory, kernel set-up) and
+        misjudges the pace by up to 2x, and a shared machine's pace drifts."""
         budget = self.config.time_budget_s * budget_scale()
-        self.total_steps = max(self.step + 1, int(budget / seconds_per_step))
+        self.total_steps = self.step + max(1, int((budget - elapsed) / seconds_per_step))
 
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),
@@ -314,8 +317,10 @@ class Trainer:
                     self.step += 1
                     if self.step == PACE_FROM:
                         pace_start = time.perf_counter()
-                    elif self.step == PACE_TO and pace_start and self.config.time_budget_s:
-                        self._replan((time.perf_counter() - pace_start) / (PACE_TO - PACE_FROM))
+                    elif pace_start and self.config.time_budget_s and self.step >= PACE_TO \
+                            and (self.step - PACE_TO) % REPLAN_EVERY == 0:
+                        now = time.perf_counter()
+                        self._replan((now - pace_start) / (self.step - PACE_FROM), now - start)
                         bar.total = self.total_steps
                     bar.update()
                     bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=self.epoch + 1)

@@ -1,6 +1,7 @@
 """The Trainer: checkpoints, exact resume, interruption, the NaN guard, budgets and options."""
 
 import json
+import types
 from dataclasses import replace
 
 import pytest
@@ -217,3 +218,26 @@ def test_seconds_per_step_keeps_the_trainers_optimizer(data, tmp_path):
     trainer.optimizer = optimizer
     assert trainer.seconds_per_step(steps=1) > 0
     assert trainer.optimizer is optimizer and not optimizer.state  # momentum buffers undone
+
+
+def test_time_budget_is_kept_when_steps_slow_down(data, tmp_path, monkeypatch):
+    # a fake clock: each step costs 0.125 s, then 0.25 s from the 30th on (a shared machine's
+    # pace drifts); the run re-plans from the pace it sees and ends on its 10 s budget
+    monkeypatch.setenv("RNLIB_BUDGET_SCALE", "1")
+    clock = types.SimpleNamespace(now=0.0, steps=0)
+    monkeypatch.setattr("rnlib.train.time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    real_step = Trainer._train_step
+
+    def timed_step(self, images, masks):
+        clock.now += 0.125 if clock.steps < 30 else 0.25
+        clock.steps += 1
+        return real_step(self, images, masks)
+
+    monkeypatch.setattr(Trainer, "_train_step", timed_step)
+    model = torch.nn.Conv2d(3, 5, 1)
+    trainer = Trainer(model, data[0], None, _config(time_budget_s=10.0, eval_every=0), tmp_path,
+                      progress=False)
+    assert trainer.total_steps == 80  # calibrated at 0.125 s a step
+    history = trainer.fit()
+    assert 9.5 <= history["elapsed_s"][-1] <= 10.5  # the 80 steps first planned take 16.75 s
+    assert trainer.step < 60
