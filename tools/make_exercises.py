@@ -2,8 +2,8 @@
 
 Every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` becomes
 ``raise NotImplementedError("Exercise N.M: ...")``, with the text of the nearest
-``# Exercise N.M: ...`` comment above it; outputs, execution counts and nbval's output markers
-are removed.
+``# Exercise N.M: ...`` comment above it; outputs, saved widget state, execution counts and
+nbval's output markers are removed.
 
     python tools/make_exercises.py            # write notebooks/
     python tools/make_exercises.py --check    # exit 1 if notebooks/ is out of date
@@ -56,6 +56,7 @@ def exercise_notebook(solution: nbformat.NotebookNode, name: str) -> nbformat.No
             cell.source = strip_solutions(cell.source, f"{name} cell {i}")
             cell.outputs, cell.execution_count = [], None
         cell.get("metadata", {}).pop("execution", None)
+    nb.metadata.pop("widgets", None)  # the widgets' saved state belongs to the dropped outputs
     return nb
 
 
