@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +42,12 @@ def main() -> None:
         for path in sorted((ROOT / "solutions").glob("*.ipynb")):
             nb = nbformat.read(path, as_version=4)
             start = time.perf_counter()
-            NotebookClient(nb, timeout=1800, kernel_name="python3",
+
+            def log(cell, cell_index, name=path.stem, t0=start, **_):  # where a run is
+                print(f"  {name} cell {cell_index} at {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr, flush=True)
+
+            NotebookClient(nb, timeout=900, kernel_name="python3", on_cell_execute=log,
                            resources={"metadata": {"path": scratch}}).execute()
             times[path.stem] = time.perf_counter() - start
             print(f"{path.stem}: {times[path.stem]:.0f} s", flush=True)

@@ -156,21 +156,21 @@ def recipe_table(args) -> tuple[list[str], str]:
         load_source("shapes", "train", count=2 * preset.batch_size, size=preset.crop,
                     root=scratch.name),
         preset.num_classes, train_transform(preset.crop, scale=tuple(preset.scale)))
-    variants = {
-        "NCHW, AdamW for-each": dict(channels_last=False, optimizer="adamw", fused=False),
-        "channels_last, AdamW for-each": dict(channels_last=True, optimizer="adamw", fused=False),
-        "channels_last, AdamW fused (rnlib)": dict(channels_last=True, optimizer="adamw",
-                                                   fused=True),
-        "channels_last, SGD momentum": dict(channels_last=True, optimizer="sgd", fused=False),
+    variants = {  # name: (channels_last, optimizer, fused, amp)
+        "NCHW, AdamW for-each": (False, "adamw", False, "off"),
+        "channels_last, AdamW for-each": (True, "adamw", False, "off"),
+        "channels_last, AdamW fused (rnlib)": (True, "adamw", True, "off"),
+        "channels_last, SGD momentum": (True, "sgd", False, "off"),
+        "channels_last, AdamW fused, bf16 autocast": (True, "adamw", True, "bf16"),
     }
     times = {name: [] for name in variants}
     for _ in range(args.repeats):  # interleaved, so that drifts of a shared machine hit all alike
-        for name, v in variants.items():
+        for name, (channels_last, optimizer, fused, amp) in variants.items():
             torch.manual_seed(0)
-            config = replace(preset, channels_last=v["channels_last"], optimizer=v["optimizer"])
+            config = replace(preset, channels_last=channels_last, optimizer=optimizer, amp=amp)
             with tempfile.TemporaryDirectory() as out:
                 trainer = Trainer(make_model(config), data, None, config, out, progress=False)
-                if v["optimizer"] == "adamw" and not v["fused"]:  # the Trainer's, unfused
+                if optimizer == "adamw" and not fused:  # the Trainer's, unfused
                     groups = [{"params": g["params"], "lr": g["lr"]}
                               for g in trainer.optimizer.param_groups]
                     trainer.optimizer = torch.optim.AdamW(
