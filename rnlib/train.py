@@ -4,9 +4,9 @@ The recipe follows RefineNet's (Lin et al., §4): cross-entropy with an ignore i
 momentum (or AdamW), a lower learning rate for the pretrained backbone, a poly schedule.
 Engineering on top: CUDA when present, AMP (bf16, or fp16 with a gradient scaler),
 channels_last, ``cudnn.benchmark`` and an optional ``torch.compile`` on the GPU, a time budget
-turned into a fixed number of steps, atomic checkpoints every epoch that load with
-``weights_only=True``, exact resume, and a guard that stops on a NaN or infinite loss while the
-last good checkpoint stays on disk.
+turned into a number of steps and re-planned from the pace of the run, atomic checkpoints
+every epoch that load with ``weights_only=True``, exact resume, and a guard that stops on a NaN
+or infinite loss while the last good checkpoint stays on disk.
 
 The trainer knows nothing of a model's insides except that a model may expose ``.backbone``
 (whose parameters get ``backbone_lr_mult``) and that it maps images to logits.
