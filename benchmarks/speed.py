@@ -143,19 +143,31 @@ def throughput_table(args) -> tuple[list[str], str]:
     return rows, note
 
 
+def _recipe_step(preset, data, channels_last: bool, optimizer: str, fused: bool,
+                 amp: str) -> float:
+    """Seconds per training step of ``preset`` with one set of speed choices."""
+    from rnlib.runs import make_model
+    from rnlib.train import Trainer
+
+    torch.manual_seed(0)
+    config = replace(preset, channels_last=channels_last, optimizer=optimizer, amp=amp)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(make_model(config), data, None, config, out, progress=False)
+        if optimizer == "adamw" and not fused:  # the Trainer's optimizer, unfused
+            groups = [{"params": g["params"], "lr": g["lr"]}
+                      for g in trainer.optimizer.param_groups]
+            trainer.optimizer = torch.optim.AdamW(
+                groups, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+        return trainer.seconds_per_step(steps=5)
+
+
 def recipe_table(args) -> tuple[list[str], str]:
     """The CPU preset's RefineNet, one training step through the Trainer, per speed choice."""
     from rnlib.data import SegmentationDataset, load_source, train_transform
-    from rnlib.runs import make_model
-    from rnlib.train import PRESETS, Trainer
+    from rnlib.train import PRESETS
 
     preset = replace(PRESETS["cpu-quick"], time_budget_s=None, device=args.device)
     preset = replace(preset, crop=args.size or preset.crop)
-    scratch = tempfile.TemporaryDirectory()  # two batches of Shapes at the preset's size
-    data = SegmentationDataset(
-        load_source("shapes", "train", count=2 * preset.batch_size, size=preset.crop,
-                    root=scratch.name),
-        preset.num_classes, train_transform(preset.crop, scale=tuple(preset.scale)))
     variants = {  # name: (channels_last, optimizer, fused, amp)
         "NCHW, AdamW for-each": (False, "adamw", False, "off"),
         "channels_last, AdamW for-each": (True, "adamw", False, "off"),
@@ -164,19 +176,14 @@ def recipe_table(args) -> tuple[list[str], str]:
         "channels_last, AdamW fused, bf16 autocast": (True, "adamw", True, "bf16"),
     }
     times = {name: [] for name in variants}
-    for _ in range(args.repeats):  # interleaved, so that drifts of a shared machine hit all alike
-        for name, (channels_last, optimizer, fused, amp) in variants.items():
-            torch.manual_seed(0)
-            config = replace(preset, channels_last=channels_last, optimizer=optimizer, amp=amp)
-            with tempfile.TemporaryDirectory() as out:
-                trainer = Trainer(make_model(config), data, None, config, out, progress=False)
-                if optimizer == "adamw" and not fused:  # the Trainer's, unfused
-                    groups = [{"params": g["params"], "lr": g["lr"]}
-                              for g in trainer.optimizer.param_groups]
-                    trainer.optimizer = torch.optim.AdamW(
-                        groups, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-                times[name].append(trainer.seconds_per_step(steps=5))
-    scratch.cleanup()
+    with tempfile.TemporaryDirectory() as root:  # two batches of Shapes at the preset's size
+        data = SegmentationDataset(
+            load_source("shapes", "train", count=2 * preset.batch_size, size=preset.crop,
+                        root=root),
+            preset.num_classes, train_transform(preset.crop, scale=tuple(preset.scale)))
+        for _ in range(args.repeats):  # interleaved: a shared machine's drifts hit all alike
+            for name, variant in variants.items():
+                times[name].append(_recipe_step(preset, data, *variant))
     reference = statistics.median(times["NCHW, AdamW for-each"])
     rows = ["| training step | ms (median) | speed-up |", "|---|---|---|"]
     for name, values in times.items():
@@ -194,7 +201,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=["latency", "throughput", "recipe"],
                         help="default: latency on the CPU, throughput on CUDA")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
-                        help=f"rows (default: all for latency, {GPU_MODELS} for throughput)")
+                        help=f"latency and throughput rows (default: all for latency, "
+                             f"{GPU_MODELS} for throughput); recipe uses the CPU preset")
     parser.add_argument("--size", type=int,
                         help="image side (default: 512; recipe: the preset's crop)")
     parser.add_argument("--batch", type=int, default=8, help="throughput: images per batch")

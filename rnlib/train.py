@@ -146,9 +146,9 @@ def _plain(value):
 
 
 def _settings(config: TrainConfig) -> dict:
-    """What a run's result depends on: its config, less how it runs (device, compiling), and
-    the budget scale."""
-    return {**_plain(asdict(replace(config, device="auto", compile=False))),
+    """What a run's result depends on: its config, less how it runs and reports (device,
+    compiling, how often it evaluates: evaluation changes no weight), and the budget scale."""
+    return {**_plain(asdict(replace(config, device="auto", compile=False, eval_every=0))),
             "budget_scale": budget_scale()}
 
 

@@ -1,7 +1,9 @@
 """The comparison's contenders are built as documented."""
 
 from dataclasses import replace
+from pathlib import Path
 
+import nbformat
 import pytest
 
 from rnlib.compare import (
@@ -14,7 +16,9 @@ from rnlib.compare import (
     run_dir,
 )
 from rnlib.runs import make_model
-from rnlib.train import PRESETS
+from rnlib.train import PRESETS, _settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name,entry", list(BASELINES.items()) + list(ABLATIONS.items()))
@@ -74,3 +78,16 @@ def test_ablation_runs_have_folders_of_their_own():
     folders = {run_dir("runs", entry) for entry in ABLATIONS.values()}
     assert len(folders) == len(ABLATIONS)
     assert run_dir("runs", ABLATIONS["without CRP"]).name == "refinenet-crp_blocks0"
+
+
+@pytest.mark.parametrize("preset", ["cpu-quick", "gpu-quick"])
+def test_notebook_07s_run_is_the_refinenet_that_08_and_09_reuse(preset):
+    # notebook 07 trains replace(PRESETS[preset], compile=COMPILE) into runs/quick/refinenet;
+    # compare(..., resume=True) in 08 and 09 must find it there with the same settings
+    trained_in_07 = replace(PRESETS[preset], compile=True)
+    entry = BASELINES["RefineNet (4-cascade)"]
+    assert _settings(trained_in_07) == _settings(_config_for(PRESETS[preset], entry))
+    assert _settings(trained_in_07) == _settings(_config_for(PRESETS[preset], ABLATIONS["RefineNet (4-cascade)"]))
+    notebook = nbformat.read(ROOT / "solutions" / "07_training.ipynb", as_version=4)
+    assert any(f'train(config, "{run_dir("runs/quick", entry).as_posix()}"' in c.source
+               for c in notebook.cells)
