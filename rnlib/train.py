@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -126,7 +127,12 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train first, or check the folder")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot read the checkpoint {path} ({type(err).__name__}: {err}): it is "
+                         f"damaged, not a checkpoint, or holds more than tensors and plain data; "
+                         f"train again into a new folder, or use another copy") from err
 
 
 def _atomic_save(obj: dict, path: Path) -> None:

@@ -116,6 +116,14 @@ def test_interrupted_save_leaves_the_previous_checkpoint(data, tmp_path, monkeyp
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
+def test_damaged_checkpoint_is_named_with_the_fix(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"half a checkp")
+    with pytest.raises(ValueError, match=r"cannot read the checkpoint .*last.pt.*damaged.*train again"):
+        load_checkpoint(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="cannot read the checkpoint"):
+        resumable(tmp_path, _config())
+
+
 def test_unwritable_output_folder(data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
