@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from torchvision import models
 
-__all__ = ["BACKBONES", "ResNetBackbone", "dilate_stage"]
+from .weights import check_pretrained, load_state_dict, resolve
+
+__all__ = ["BACKBONES", "ResNetBackbone", "check_pretrained", "dilate_stage"]
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -26,7 +28,8 @@ class ResNetBackbone(nn.Module):
     """ResNet stages 1-4, returning ``[c1, c2, c3, c4]`` at 1/4, 1/8, 1/16, 1/32 (or less
     reduced with ``output_stride`` 16 or 8).
 
-    ``pretrained=True`` loads torchvision's ImageNet weights (a download the first time).
+    ``pretrained``: False, ``"imagenet"``/True (torchvision's weights, a download the first
+    time), ``"glyphs"`` (shipped, ResNet-18 only) or a state-dict path (:mod:`rnlib.weights`).
     ``in_channels`` other than 3 replaces the first convolution (with pretrained weights its
     filters are the mean of the RGB filters).
     """
@@ -35,7 +38,7 @@ class ResNetBackbone(nn.Module):
         self,
         name: str = "resnet50",
         *,
-        pretrained: bool = False,
+        pretrained: bool | str = False,
         output_stride: int = 32,
         in_channels: int = 3,
     ) -> None:
@@ -44,8 +47,12 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        weights = models.get_model_weights(name).DEFAULT if pretrained else None
+        check_pretrained(pretrained, name)
+        source = resolve(pretrained)
+        weights = models.get_model_weights(name).DEFAULT if source == "imagenet" else None
         resnet = models.get_model(name, weights=weights)
+        if source not in (None, "imagenet"):
+            _load(resnet, load_state_dict(source), source)
         if in_channels != 3:
             resnet.conv1 = _first_conv(resnet.conv1, in_channels)
         self.name = name
@@ -94,6 +101,17 @@ def dilate_stage(stage: nn.Sequential, dilation: int, previous_dilation: int) ->
                     module.stride = (1, 1)
                 if module.kernel_size == (3, 3):
                     module.dilation, module.padding = (d, d), (d, d)
+
+
+def _load(resnet: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a backbone state dict into a torchvision ResNet; only its classifier may be
+    missing."""
+    missing, unexpected = resnet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"the backbone weights {source!r} do not fit this ResNet: missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}; they must be a state dict "
+                         f"of the same torchvision ResNet")
 
 
 def _first_conv(conv1: nn.Conv2d, in_channels: int) -> nn.Conv2d:

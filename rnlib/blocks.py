@@ -9,7 +9,8 @@ each a module of this file, in the order of the paper's figure:
     out    -> more Residual Conv Units                            (§3.2 "Output convolutions")
 
 The defaults follow the authors' released code (2 adaptation RCUs on each backbone path,
-4 pooling blocks, 3 output RCUs); the paper text describes 2 pooling blocks and 1 output RCU.
+4 pooling blocks, 3 output RCUs, fusion resized with ``align_corners=True`` as their
+``nn.Upsample``); the paper text describes 2 pooling blocks and 1 output RCU.
 Every convolution is a plain ``nn.Conv2d`` so that weights can be copied between equivalent
 implementations (the course's checkers rely on that).
 """
@@ -40,16 +41,17 @@ def conv(in_channels: int, out_channels: int, kernel_size: int = 3,
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
 
-def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) -> torch.Tensor:
     """Bilinear resize of ``x`` to exactly ``size`` (H, W); a no-op when it already fits.
 
     Resizing to a size rather than by a factor of 2 is what lets every model take inputs
-    whose sides are not multiples of 32.
+    whose sides are not multiples of 32. ``align_corners=True`` maps corner pixels onto corner
+    pixels (the authors' ``nn.Upsample``); ``False`` maps pixel areas (torchvision's models).
     """
     size = tuple(int(s) for s in size)
     if tuple(x.shape[-2:]) == size:
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 class RCU(nn.Module):
@@ -75,16 +77,19 @@ class MultiResolutionFusion(nn.Module):
 
     Each path gets a convolution to ``out_channels`` (3x3; 1x1 in Light-Weight RefineNet),
     is resized to the largest resolution among the inputs, and the paths are summed.
-    A single input whose width already matches passes straight through.
+    A single input whose width already matches passes straight through. ``align_corners``
+    is the resize's convention (True in the authors' released code).
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: int, kernel_size: int = 3,
+                 align_corners: bool = True) -> None:
         super().__init__()
         in_channels = list(in_channels)
         if not in_channels:
             raise ValueError("MultiResolutionFusion needs at least one input path")
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.align_corners = align_corners
         if len(in_channels) == 1 and in_channels[0] == out_channels:
             self.convs = None
         else:
@@ -95,9 +100,9 @@ class MultiResolutionFusion(nn.Module):
         if self.convs is None:
             return xs[0]
         size = max((x.shape[-2:] for x in xs), key=lambda hw: hw[0] * hw[1])
-        out = resize(self.convs[0](xs[0]), size)  # (N, out, H_max, W_max)
+        out = resize(self.convs[0](xs[0]), size, self.align_corners)  # (N, out, H_max, W_max)
         for conv_, x in zip(self.convs[1:], xs[1:]):
-            out = out + resize(conv_(x), size)
+            out = out + resize(conv_(x), size, self.align_corners)
         return out
 
 
@@ -148,7 +153,7 @@ class RefineNetBlock(nn.Module):
     or one per path; the released code puts 2 on backbone paths and 0 on the path coming from
     the previous block, whose output RCUs already refined it). With ``kernel_size=1``,
     ``rcus_per_path=0`` and ``out_rcus=0`` this is the Light-Weight RefineNet block
-    (Nekrasov et al., BMVC 2018).
+    (Nekrasov et al., BMVC 2018). ``align_corners`` goes to the fusion's resize.
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class RefineNetBlock(nn.Module):
         out_rcus: int = 3,
         kernel_size: int = 3,
         crp_order: str = "pool-conv",
+        align_corners: bool = True,
     ) -> None:
         super().__init__()
         in_channels = list(in_channels)
@@ -175,7 +181,7 @@ class RefineNetBlock(nn.Module):
         self.adapt = nn.ModuleList(
             nn.Sequential(*(RCU(c) for _ in range(n))) for c, n in zip(in_channels, rcus_per_path)
         )
-        self.fuse = MultiResolutionFusion(in_channels, out_channels, kernel_size)
+        self.fuse = MultiResolutionFusion(in_channels, out_channels, kernel_size, align_corners)
         self.pool = ChainedResidualPooling(out_channels, crp_blocks, kernel_size, crp_order)
         self.out = nn.Sequential(*(RCU(out_channels) for _ in range(out_rcus)))
 

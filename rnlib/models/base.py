@@ -45,19 +45,27 @@ class SegmentationModel(nn.Module):
     """backbone -> decoder -> bilinear resize to the input size.
 
     ``forward(x)`` takes (N, in_channels, H, W) floats of any H, W and returns logits
-    (N, num_classes, H, W).
+    (N, num_classes, H, W). ``align_corners`` is the final resize's convention: a model whose
+    decoder resizes too passes the decoder's, so that the whole model uses one.
     """
 
     def __init__(self, backbone: nn.Module, decoder: nn.Module, *, num_classes: int,
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, align_corners: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.align_corners = align_corners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_channels)
         features = self.backbone(x)  # list of (N, C_i, H/r_i, W/r_i)
         logits = self.decoder(features)  # (N, K, H/r, W/r)
-        return resize(logits, x.shape[-2:])  # (N, K, H, W)
+        return resize(logits, x.shape[-2:], self.align_corners)  # (N, K, H, W)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters by role: ``backbone`` (pretrained, trained at a lower learning rate
+        in the paper's recipe) and ``head`` (everything else)."""
+        return {"backbone": list(self.backbone.parameters()),
+                "head": list(self.decoder.parameters())}

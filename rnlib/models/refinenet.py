@@ -13,6 +13,7 @@ Which features go to which block is the cascade's ``groups``:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from functools import partial
 
@@ -40,7 +41,11 @@ class RefineNetDecoder(nn.Module):
     ``channels`` are the backbone's feature widths; feature ``i`` is at stage ``i % 4``.
     ``widths`` = (width of the coarsest stage's path, width of the others): (512, 256) in the
     paper; narrower decoders are much cheaper on a CPU. ``light=True`` gives Light-Weight
-    RefineNet: 1x1 convolutions, no RCUs.
+    RefineNet: 1x1 convolutions, no RCUs. ``feature_dropout`` applies to the features of the
+    two coarsest stages (layer3, layer4) and ``classifier_dropout`` to the classifier's input,
+    as in the released code (0.5 and 0.5; Light-Weight RefineNet 0.5 and 0).
+    ``align_corners`` is the convention of every resize in the decoder (True, as the
+    authors' ``nn.Upsample``; with it rnlib computes the released models' function exactly).
     """
 
     def __init__(
@@ -55,19 +60,23 @@ class RefineNetDecoder(nn.Module):
         out_rcus: int = 3,
         crp_blocks: int = 4,
         crp_order: str = "pool-conv",
-        dropout: float = 0.5,
+        feature_dropout: float = 0.5,
+        classifier_dropout: float = 0.5,
+        align_corners: bool = True,
     ) -> None:
         super().__init__()
         kernel = 1 if light else 3
         if light:
             rcus = out_rcus = 0
         self.groups = [tuple(g) for g in groups]
+        self.align_corners = align_corners
         used = sorted(i for g in self.groups for i in g)
         if any(i >= len(channels) for i in used) or len(set(used)) != len(used):
             raise ValueError(f"cascade groups {self.groups} do not fit {len(channels)} features")
         path_width = {i: widths[0] if i % 4 == 3 else widths[1] for i in used}
         self.adapt = nn.ModuleDict({str(i): conv(channels[i], path_width[i], kernel) for i in used})
-        self.dropout = nn.Dropout(dropout)
+        self.feature_dropout = nn.Dropout(feature_dropout)
+        self.classifier_dropout = nn.Dropout(classifier_dropout)
         self.blocks = nn.ModuleList()
         previous: list[int] = []  # the previous block's output width, once there is one
         for group in self.groups:
@@ -77,28 +86,32 @@ class RefineNetDecoder(nn.Module):
                 in_channels, out_channels,
                 rcus_per_path=[rcus] * len(group) + [0] * len(previous),
                 crp_blocks=crp_blocks, out_rcus=out_rcus, kernel_size=kernel, crp_order=crp_order,
+                align_corners=align_corners,
             ))
             previous = [out_channels]
         self.classifier = nn.Conv2d(previous[0], num_classes, 3, padding=1, bias=True)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        # dropout on the two coarsest stages, as in the released code
-        paths = {int(i): adapt(self.dropout(features[int(i)]) if int(i) % 4 >= 2
-                               else features[int(i)])
-                 for i, adapt in self.adapt.items()}
+        paths = {}
+        for key, adapt in self.adapt.items():
+            i = int(key)
+            x = features[i]
+            paths[i] = adapt(self.feature_dropout(x) if i % 4 >= 2 else x)  # layer3, layer4
         x: list[torch.Tensor] = []
         for block, group in zip(self.blocks, self.groups):
             x = [block([paths[i] for i in group] + x)]  # (N, width, H_finest, W_finest)
-        return self.classifier(self.dropout(x[0]))  # (N, K, H/4, W/4)
+        return self.classifier(self.classifier_dropout(x[0]))  # (N, K, H/4, W/4)
 
 
 class MultiScaleBackbone(nn.Module):
     """Independent backbones on rescaled copies of the input; their features concatenated."""
 
-    def __init__(self, backbones: Sequence[ResNetBackbone], scales: Sequence[float]) -> None:
+    def __init__(self, backbones: Sequence[ResNetBackbone], scales: Sequence[float],
+                 align_corners: bool = True) -> None:
         super().__init__()
         self.backbones = nn.ModuleList(backbones)
         self.scales = tuple(scales)
+        self.align_corners = align_corners
         self.channels = tuple(c for b in backbones for c in b.channels)
         self.reductions = tuple(r for b in backbones for r in b.reductions)
 
@@ -106,7 +119,7 @@ class MultiScaleBackbone(nn.Module):
         features = []
         for backbone, scale in zip(self.backbones, self.scales):
             size = [max(1, round(s * scale)) for s in x.shape[-2:]]
-            features += backbone(resize(x, size))
+            features += backbone(resize(x, size, self.align_corners))
         return features
 
 
@@ -120,27 +133,47 @@ def refinenet(
     **options,
 ) -> SegmentationModel:
     """RefineNet on a ResNet; ``cascade`` is one of :data:`CASCADES`, ``options`` go to
-    :class:`RefineNetDecoder` (widths, rcus, out_rcus, crp_blocks, crp_order, dropout, light)."""
+    :class:`RefineNetDecoder` (widths, rcus, out_rcus, crp_blocks, crp_order, feature_dropout,
+    classifier_dropout, align_corners, light). Every resize of the model, the final one to
+    the input's size included, follows ``align_corners``."""
     if cascade not in CASCADES:
         raise ValueError(f"unknown cascade {cascade!r}; choose one of {', '.join(CASCADES)}")
+    align_corners = options.get("align_corners", True)
 
     def make_backbone() -> ResNetBackbone:
         return ResNetBackbone(backbone, pretrained=pretrained_backbone, in_channels=in_channels)
 
     if cascade == "2-scale":
-        encoder: nn.Module = MultiScaleBackbone([make_backbone(), make_backbone()], (1.2, 0.6))
+        encoder: nn.Module = MultiScaleBackbone([make_backbone(), make_backbone()], (1.2, 0.6),
+                                                align_corners)
     else:
         encoder = make_backbone()
     decoder = RefineNetDecoder(encoder.channels, num_classes, groups=CASCADES[cascade], **options)
-    return SegmentationModel(encoder, decoder, num_classes=num_classes, in_channels=in_channels)
+    return SegmentationModel(encoder, decoder, num_classes=num_classes, in_channels=in_channels,
+                             align_corners=align_corners)
+
+
+def decoder_options(*, light: bool = False) -> dict[str, object]:
+    """The options a RefineNet takes (those of :class:`RefineNetDecoder` that the cascade does
+    not fix) with their defaults; Light-Weight RefineNet has no RCUs and no classifier
+    dropout."""
+    params = inspect.signature(RefineNetDecoder.__init__).parameters
+    options = {k: p.default for k, p in params.items()
+               if p.kind is p.KEYWORD_ONLY and k not in ("groups", "light")}
+    if light:
+        del options["rcus"], options["out_rcus"]
+        options["classifier_dropout"] = 0.0
+    return options
 
 
 for _name, _cascade in [("refinenet", "4-cascade"), ("refinenet-2cascade", "2-cascade"),
                         ("refinenet-1cascade", "1-cascade"), ("refinenet-2scale", "2-scale")]:
-    register(_name, doc=f"RefineNet, {_cascade}")(partial(refinenet, cascade=_cascade))
+    register(_name, doc=f"RefineNet, {_cascade}", options=decoder_options())(
+        partial(refinenet, cascade=_cascade))
 
 
-@register("refinenet-lw", doc="Light-Weight RefineNet (1x1 convs, no RCUs, 4-block CRP)")
+@register("refinenet-lw", doc="Light-Weight RefineNet (1x1 convs, no RCUs, 4-block CRP)",
+          options=decoder_options(light=True))
 def refinenet_lw(**kw) -> SegmentationModel:
-    kw.setdefault("dropout", 0.0)  # the released light-weight code has no dropout
+    kw.setdefault("classifier_dropout", 0.0)  # the released code drops out layer3 and layer4 only
     return refinenet(light=True, **kw)

@@ -46,6 +46,11 @@ class TorchvisionSegmentation(nn.Module):
         check_images(x, self.in_channels)
         return self.model(x)["out"]  # (N, K, H, W)
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``backbone`` (torchvision's ResNet) and ``head`` (its classifier)."""
+        return {"backbone": list(self.model.backbone.parameters()),
+                "head": list(self.model.classifier.parameters())}
+
 
 @register("tv-fcn", doc="torchvision fcn_resnet50 (reference)")
 def tv_fcn(**kw) -> nn.Module:
