@@ -5,7 +5,7 @@ average the scores of several input scales).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .blocks import resize
+from .data.transforms import IGNORE_INDEX
 from .metrics import BoundaryFScore, ConfusionMatrix
 
 __all__ = ["EvalResult", "predict", "evaluate"]
@@ -50,9 +51,12 @@ def predict(model: nn.Module, images: torch.Tensor, scales: Sequence[float] = (1
 
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
              num_classes: int, *, scales: Sequence[float] = (1.0,), flip: bool = False,
-             device: torch.device | str | None = None, ignore_index: int = 255,
-             progress: bool = False, channels_last: bool = False) -> EvalResult:
-    """Evaluate ``model`` on (images, masks) batches, e.g. a DataLoader."""
+             device: torch.device | str | None = None, ignore_index: int = IGNORE_INDEX,
+             progress: bool = False, channels_last: bool = False,
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+    """Evaluate ``model`` on (images, masks) batches, e.g. a DataLoader (images of mixed sizes:
+    ``collate_fn=rnlib.data.pad_collate``, whose padding the ignore index keeps out of every
+    metric). ``reduce`` sums the counts of the processes that shared the data."""
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -67,5 +71,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         cm.update(pred, masks)
         bf.update(pred, masks)
     model.train(was_training)
+    if reduce is not None:
+        reduce(cm.matrix)
+        reduce(bf.counts)
     return EvalResult(cm.miou(), cm.pixel_accuracy(), bf.score(), cm.iou().tolist(),
                       cm.matrix.tolist())

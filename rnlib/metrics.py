@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .data.transforms import IGNORE_INDEX
+
 __all__ = ["ConfusionMatrix", "BoundaryFScore", "boundaries"]
 
 
@@ -29,7 +31,7 @@ class ConfusionMatrix:
     >>> cm = ConfusionMatrix(3); cm.update(logits, masks); cm.miou()
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
@@ -89,7 +91,8 @@ class BoundaryFScore:
     the mean over the classes that have a boundary in the target.
     """
 
-    def __init__(self, num_classes: int, tolerance: int = 2, ignore_index: int = 255) -> None:
+    def __init__(self, num_classes: int, tolerance: int = 2,
+                 ignore_index: int = IGNORE_INDEX) -> None:
         self.num_classes, self.tolerance, self.ignore_index = num_classes, tolerance, ignore_index
         # per class: matched predicted, all predicted, matched true, all true boundary pixels
         self.counts = torch.zeros(4, num_classes, dtype=torch.float64)

@@ -1,24 +1,38 @@
 """From a TrainConfig to a trained model: build the datasets and the model, run the Trainer.
 
 This is the glue that ``rnlib train``, ``rnlib eval``, ``rnlib compare`` and the notebooks
-share; the Trainer itself takes any model and any datasets.
+share; the Trainer itself takes any model and any datasets. Everything that can be checked
+before training is checked first: the model and its options, the data, the number of classes.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import SegmentationDataset, eval_transform, load_source, train_transform
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data import (
+    SegmentationDataset,
+    check_labels,
+    eval_transform,
+    load_source,
+    pad_collate,
+    train_transform,
+)
 from .data.sources import Source
 from .evaluate import EvalResult, evaluate
 from .models import build_model
-from .train import TrainConfig, Trainer, load_checkpoint
+from .optim import Schedule, poly_lr
+from .runtime import Runtime, choose_device
+from .seeding import INIT, derive_seed, seeded
+from .train import Trainer
 
-__all__ = ["make_source", "make_model", "train", "load_trained", "evaluate_checkpoint"]
+__all__ = ["make_source", "make_model", "resolve_classes", "class_names", "train",
+           "load_trained", "evaluate_checkpoint"]
 
 
 def make_source(config: TrainConfig, split: str) -> Source:
@@ -31,39 +45,81 @@ def make_source(config: TrainConfig, split: str) -> Source:
 
 
 def make_model(config: TrainConfig) -> nn.Module:
-    return build_model(config.model, num_classes=config.num_classes, backbone=config.backbone,
-                       pretrained_backbone=config.pretrained_backbone, **config.model_options)
+    """The config's model, its initial weights drawn from the config's seed."""
+    if config.num_classes is None:
+        raise ValueError("num_classes is not set; resolve_classes(config, source) takes it "
+                         "from the dataset")
+    with seeded(derive_seed(config.seed, INIT)):
+        return build_model(config.model, num_classes=config.num_classes,
+                           backbone=config.backbone,
+                           pretrained_backbone=config.pretrained_backbone,
+                           **config.model_options)
+
+
+def resolve_classes(config: TrainConfig, source: Source) -> TrainConfig:
+    """``config`` with ``num_classes`` from the dataset when it does not say, checked against
+    a spread of the dataset's masks."""
+    known = len(source.classes) or None
+    if config.num_classes is None and known is None:
+        raise ValueError(f"{source.name} does not name its classes; pass --num-classes "
+                         f"(num_classes=...), or list them in a classes.txt beside the images")
+    if config.num_classes is not None and known is not None and config.num_classes != known:
+        raise ValueError(f"num_classes={config.num_classes}, but {source.name} has {known} "
+                         f"classes ({', '.join(source.classes[:6])}...); drop --num-classes")
+    config = replace(config, num_classes=config.num_classes or known)
+    check_labels(source, config.num_classes)
+    return config
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True) -> Trainer:
+          progress: bool = True, schedule: Schedule = poly_lr) -> Trainer:
     """Train ``config`` into ``out_dir`` (``last.pt``, ``history.json``); returns the Trainer,
-    whose ``.model`` and ``.history`` hold the result."""
-    train_set = SegmentationDataset(make_source(config, "train"), config.num_classes,
-                                    train_transform(config.crop, scale=tuple(config.scale)))
-    val_set = SegmentationDataset(make_source(config, config.val_split), config.num_classes,
-                                  eval_transform())
-    trainer = Trainer(make_model(config), train_set, val_set, config, out_dir, progress=progress)
+    whose ``.model`` and ``.history`` hold the result (``.config`` has ``num_classes`` set)."""
+    with Runtime.start(config.device).main_first():  # one process makes a dataset's cache
+        train_source = make_source(config, "train")
+        val_source = make_source(config, config.val_split)
+    config = resolve_classes(config, train_source)
+    model = make_model(config)
+    train_set = SegmentationDataset(train_source, config.num_classes,
+                                    train_transform(config.crop, scale=config.scale))
+    val_set = SegmentationDataset(val_source, config.num_classes, eval_transform())
+    trainer = Trainer(model, train_set, val_set, config, out_dir, progress=progress,
+                      schedule=schedule)
     trainer.fit(resume=resume)
     return trainer
 
 
-def load_trained(checkpoint: str | Path) -> tuple[nn.Module, TrainConfig]:
-    """The model and the config of a checkpoint written by the Trainer (no code is run)."""
+def class_names(source: Source, num_classes: int) -> tuple[str, ...]:
+    """The source's class names, or ``class 0`` .. when it has none."""
+    return source.classes or tuple(f"class {i}" for i in range(num_classes))
+
+
+def load_trained(checkpoint: str | Path, config: TrainConfig | None = None
+                 ) -> tuple[nn.Module, TrainConfig]:
+    """The model and the config of a checkpoint written by the Trainer (no code is run);
+    ``config`` replaces the checkpoint's own (e.g. another dataset, or align_corners), and the
+    weights must fit the model it builds."""
     state = load_checkpoint(checkpoint)
-    config = TrainConfig.from_dict(state["config"])
-    model = make_model(config)
+    config = config or TrainConfig.from_dict(state["config"])
+    model = build_model(config.model, num_classes=config.num_classes, backbone=config.backbone,
+                        **config.model_options)
     model.load_state_dict(state["model"])
     return model.eval(), config
 
 
-def evaluate_checkpoint(checkpoint: str | Path, *, split: str | None = None,
-                        scales=(1.0,), flip: bool = False, progress: bool = True) -> EvalResult:
-    """Evaluate a checkpoint on its validation split (or ``split``)."""
-    model, config = load_trained(checkpoint)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    data = SegmentationDataset(make_source(config, split or config.val_split),
-                               config.num_classes, eval_transform())
-    batch = config.batch_size if config.dataset == "shapes" else 1  # real images vary in size
-    return evaluate(model, DataLoader(data, batch_size=batch), config.num_classes,
-                    scales=scales, flip=flip, progress=progress)
+def evaluate_checkpoint(checkpoint: str | Path, *, config: TrainConfig | None = None,
+                        split: str | None = None, scales=(1.0,), flip: bool = False,
+                        progress: bool = True) -> tuple[EvalResult, tuple[str, ...]]:
+    """Evaluate a checkpoint on its validation split (or ``split``; with ``config``, on that
+    config's dataset), in batches of the config's size (images of mixed sizes are padded with
+    the ignore label); returns the result and the class names."""
+    model, config = load_trained(checkpoint, config)
+    source = make_source(config, split or config.val_split)
+    config = resolve_classes(config, source)
+    data = SegmentationDataset(source, config.num_classes, eval_transform())
+    loader = DataLoader(data, batch_size=config.batch_size, collate_fn=pad_collate,
+                        num_workers=config.num_workers)
+    result = evaluate(model.to(choose_device(config.device)), loader, config.num_classes,
+                      scales=scales, flip=flip, progress=progress,
+                      channels_last=config.channels_last)
+    return result, class_names(source, config.num_classes)

@@ -1,9 +1,11 @@
 """Where images and masks come from: the offline Shapes dataset, PASCAL VOC 2012, Oxford-IIIT
 Pet, any Hugging Face dataset with an image and a mask column, or a folder of files.
 
-Every source yields ``(PIL RGB image, uint8 label array)`` pairs and can say what item ``i``
-is (a file name or a dataset row), so that a corrupt file is reported by name.
-Downloads go through torchvision (VOC, Pet) or the Hugging Face hub; reading never downloads.
+Every source yields ``(PIL RGB image, uint8 label array)`` pairs, knows its ``classes`` and
+``palette`` (for reports and pictures), and can say what item ``i`` is (a file name or a
+dataset row), so that a corrupt file is reported by name. Downloads go through torchvision
+(VOC, Pet) or the Hugging Face hub; reading never downloads. The data folder is
+``$RNLIB_DATA_DIR`` (read when data is loaded), else the checkout's ``data/``.
 """
 
 from __future__ import annotations
@@ -16,21 +18,44 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .synthetic import CLASSES, ShapesConfig, make_samples
+from .synthetic import CLASSES, PALETTE, ShapesConfig, make_samples
 
-__all__ = ["Source", "HFSource", "FileSource", "shapes", "huggingface", "folder", "voc", "pets",
-           "load_source", "DATA_DIR"]
+__all__ = ["Source", "HFSource", "FileSource", "DataError", "shapes", "huggingface", "folder",
+           "voc", "pets", "load_source", "data_dir", "default_palette", "SPLITS"]
 
-def _default_data_dir() -> Path:
+DATA_ENV = "RNLIB_DATA_DIR"
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A sample cannot be used: a corrupt file, a mask of another size, labels out of range.
+    The message names the sample and the fix."""
+
+
+def data_dir() -> Path:
     """``$RNLIB_DATA_DIR``, else the checkout's data/ folder (rnlib installed from a clone, as
-    the README does), else ./data."""
-    if os.environ.get("RNLIB_DATA_DIR"):
-        return Path(os.environ["RNLIB_DATA_DIR"])
+    the README does), else ./data; read anew on every call."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
     checkout = Path(__file__).resolve().parents[2] / "data"
     return checkout if (checkout / "README.md").exists() else Path("data")
 
 
-DATA_DIR = _default_data_dir()
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """PASCAL VOC's colour map, for any number of classes: class ``i``'s bits spread over the
+    high bits of R, G and B (0 is black)."""
+    colours = []
+    for i in range(n):
+        r = g = b = 0
+        for shift in range(7, -1, -1):
+            r |= ((i >> 0) & 1) << shift
+            g |= ((i >> 1) & 1) << shift
+            b |= ((i >> 2) & 1) << shift
+            i >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)
+
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
@@ -38,10 +63,15 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 
 
 class Source:
-    """Base of every source: ``len``, ``[i] -> (image, labels)``, ``describe(i)``, ``classes``."""
+    """Base of every source: ``len``, ``[i] -> (image, labels)``, ``describe(i)``, ``classes``
+    (empty when the dataset does not name them) and ``palette``."""
 
     classes: tuple[str, ...] = ()
     name: str = "dataset"
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return default_palette(max(len(self.classes), 256))
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -59,10 +89,10 @@ def _open(data: str | Path | bytes, what: str, mode: str | None = None) -> Image
         image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
         image.load()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{what} does not exist; check the dataset path") from None
+        raise DataError(f"{what} does not exist; check the dataset path") from None
     except Exception as err:  # PIL raises several kinds for broken files
-        raise ValueError(f"cannot read {what}: {err}. The file is corrupt or not an image; "
-                         f"download it again or remove it from the dataset") from err
+        raise DataError(f"cannot read {what}: {err}. The file is corrupt or not an image; "
+                        f"download it again or remove it from the dataset") from err
     return image.convert(mode) if mode else image
 
 
@@ -82,7 +112,8 @@ class HFSource(Source):
 
     def __init__(self, dataset, name: str, *, image_column: str | None = None,
                  mask_column: str | None = None, classes: Sequence[str] = (),
-                 label_map: np.ndarray | None = None) -> None:
+                 label_map: np.ndarray | None = None,
+                 palette: Sequence[tuple[int, int, int]] = ()) -> None:
         from datasets import Image as ImageFeature
 
         self.image_column = image_column or _pick(dataset.column_names, self.IMAGE_COLUMNS,
@@ -92,7 +123,11 @@ class HFSource(Source):
         for column in (self.image_column, self.mask_column):
             dataset = dataset.cast_column(column, ImageFeature(decode=False))
         self.dataset, self.name = dataset, name
-        self.classes, self.label_map = tuple(classes), label_map
+        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self._palette or super().palette
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -124,9 +159,14 @@ class FileSource(Source):
     """Pairs of image and mask files given as two lists of paths."""
 
     def __init__(self, images: Sequence[Path], masks: Sequence[Path], name: str, *,
-                 classes: Sequence[str] = (), label_map: np.ndarray | None = None) -> None:
+                 classes: Sequence[str] = (), label_map: np.ndarray | None = None,
+                 palette: Sequence[tuple[int, int, int]] = ()) -> None:
         self.images, self.masks, self.name = list(images), list(masks), name
-        self.classes, self.label_map = tuple(classes), label_map
+        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self._palette or super().palette
 
     def __len__(self) -> int:
         return len(self.images)
@@ -141,15 +181,16 @@ class FileSource(Source):
 
 
 def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: int = 0,
-           root: str | Path = DATA_DIR) -> HFSource:
+           root: str | Path | None = None) -> HFSource:
     """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
-    ``root`` as a Hugging Face dataset (Arrow). Splits use disjoint image indices."""
+    ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow). Splits use disjoint
+    image indices."""
     import datasets
 
     offsets = {"train": 0, "val": 1_000_000, "test": 2_000_000}
     if split not in offsets:
         raise ValueError(f"Shapes has splits {', '.join(offsets)}, got {split!r}")
-    path = Path(root) / "shapes" / f"{split}-{count}-{size}px-seed{seed}"
+    path = Path(root or data_dir()) / "shapes" / f"{split}-{count}-{size}px-seed{seed}"
     if not (path / "dataset_info.json").exists():
         images, masks = make_samples(seed, count, ShapesConfig(size=size), start=offsets[split])
         features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})
@@ -158,7 +199,8 @@ def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: in
              "mask": [_encode(m, "PNG") for m in masks]},   # 10x faster to write than PNG
             features=features)
         _save(ds, path)
-    return HFSource(datasets.load_from_disk(str(path)), f"shapes/{path.name}", classes=CLASSES)
+    return HFSource(datasets.load_from_disk(str(path)), f"shapes/{path.name}", classes=CLASSES,
+                    palette=PALETTE)
 
 
 def _encode(array: np.ndarray, fmt: str) -> dict:
@@ -182,81 +224,136 @@ def _save(ds, path: Path) -> None:
                       f"pass another root=... (or --data-dir)") from err
 
 
+def _pool_split(n: int, split: str, what: str) -> list[int]:
+    """Indices of ``split`` in a pool of ``n`` samples that has no splits of its own: a fixed
+    shuffle, a tenth (at least one) for val, a tenth for test, the rest for train."""
+    if split not in SPLITS:
+        raise ValueError(f"{what} has splits {', '.join(SPLITS)}, got {split!r}")
+    if n < 3:
+        raise ValueError(f"{what} has {n} samples, too few to split into train, val and test; "
+                         f"add images, or make train/ and val/ folders of your own")
+    order = np.random.default_rng(0).permutation(n).tolist()
+    held = max(1, n // 10)
+    parts = {"val": order[:held], "test": order[held:2 * held], "train": order[2 * held:]}
+    return sorted(parts[split])
+
+
 def huggingface(name_or_path: str, split: str = "train", **columns) -> HFSource:
     """A Hugging Face dataset by hub name (downloads once) or a folder made by
-    ``save_to_disk``; ``columns`` may name ``image_column`` and ``mask_column``."""
+    ``save_to_disk``; ``columns`` may name ``image_column``, ``mask_column`` and ``classes``.
+    A dataset without the split (``val`` is also looked up as ``validation``) is split
+    80/10/10 (:func:`_pool_split`)."""
     import datasets
 
     path = Path(name_or_path)
-    if path.exists():
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds[split]
+    ds = datasets.load_from_disk(str(path)) if path.exists() else datasets.load_dataset(
+        name_or_path)
+    if isinstance(ds, datasets.DatasetDict):
+        names = [n for n in (split, "validation" if split == "val" else None) if n in ds]
+        if names:
+            ds = ds[names[0]]
+        elif len(ds) == 1:
+            ds = next(iter(ds.values()))
+            ds = ds.select(_pool_split(len(ds), split, name_or_path))
+        else:
+            raise ValueError(f"{name_or_path} has splits {', '.join(ds)}, not {split!r}; "
+                             f"choose with val_split=... (--val-split)")
     else:
-        ds = datasets.load_dataset(name_or_path, split=split)
+        ds = ds.select(_pool_split(len(ds), split, name_or_path))
     return HFSource(ds, f"{name_or_path}[{split}]", **columns)
 
 
-def folder(root: str | Path, *, images: str = "images", masks: str = "masks",
-           classes: Sequence[str] = ()) -> FileSource:
-    """``root/images/NAME.jpg`` with ``root/masks/NAME.png`` (any image suffix)."""
+def _read_classes(root: Path) -> tuple[str, ...]:
+    """Class names from ``classes.txt`` (one per line, in label order) in ``root`` or above."""
+    for folder_ in (root, root.parent):
+        if (folder_ / "classes.txt").is_file():
+            return tuple(line.strip() for line in (folder_ / "classes.txt").read_text()
+                         .splitlines() if line.strip())
+    return ()
+
+
+def folder(root: str | Path, split: str = "train", *, images: str = "images",
+           masks: str = "masks", classes: Sequence[str] = ()) -> FileSource:
+    """``root/images/NAME.jpg`` with ``root/masks/NAME.png`` (any image suffix), or the same
+    under ``root/train``, ``root/val``, ``root/test``. Without split folders the files are
+    split 80/10/10 by a fixed shuffle. Class names come from ``classes`` or a ``classes.txt``
+    (one name per line, label 0 first)."""
     root = Path(root)
-    if not (root / images).is_dir():
-        raise FileNotFoundError(f"{root / images} is not a folder; a folder dataset holds "
+    base = root / split if (root / split).is_dir() else root
+    if not (base / images).is_dir():
+        raise FileNotFoundError(f"{base / images} is not a folder; a folder dataset holds "
                                 f"{images}/ and {masks}/ with files of the same names")
+
     def pictures(path: Path) -> list[Path]:
         return sorted(p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
-    image_files = pictures(root / images)
-    mask_by_stem = {p.stem: p for p in pictures(root / masks)}
+    image_files = pictures(base / images)
+    mask_by_stem = {p.stem: p for p in pictures(base / masks)}
     missing = [p.name for p in image_files if p.stem not in mask_by_stem]
     if missing:
-        raise FileNotFoundError(f"no mask in {root / masks} for {len(missing)} image(s), first "
+        raise FileNotFoundError(f"no mask in {base / masks} for {len(missing)} image(s), first "
                                 f"{missing[0]}; masks must share the image's name")
-    return FileSource(image_files, [mask_by_stem[p.stem] for p in image_files], str(root),
-                      classes=classes)
+    if base == root:  # one pool: split it
+        image_files = [image_files[i] for i in _pool_split(len(image_files), split, str(root))]
+    return FileSource(image_files, [mask_by_stem[p.stem] for p in image_files],
+                      f"{root}[{split}]", classes=classes or _read_classes(base))
 
 
-def voc(root: str | Path = DATA_DIR, split: str = "train", *, download: bool = False) -> FileSource:
+def voc(split: str = "train", *, root: str | Path | None = None,
+        download: bool = False) -> FileSource:
     """PASCAL VOC 2012 segmentation (the paper's benchmark; 21 classes, 255 = boundary).
 
-    ``download=True`` fetches and unpacks it through torchvision (2 GB) into ``root``.
+    ``download=True`` fetches and unpacks it through torchvision (2 GB) into ``root``
+    (default :func:`data_dir`). VOC's test masks are not public: ``test`` is refused.
     """
+    root = Path(root or data_dir())
+    if split == "test":
+        raise ValueError("PASCAL VOC 2012's test masks are not public; evaluate on val "
+                         "(test_split='val')")
     if download:
         from torchvision.datasets import VOCSegmentation
 
         VOCSegmentation(str(root), year="2012", image_set=split, download=True)
-    base = Path(root) / "VOCdevkit" / "VOC2012"
+    base = root / "VOCdevkit" / "VOC2012"
     ids = _read_ids(base / "ImageSets" / "Segmentation" / f"{split}.txt", "VOC 2012")
     return FileSource([base / "JPEGImages" / f"{i}.jpg" for i in ids],
                       [base / "SegmentationClass" / f"{i}.png" for i in ids],
                       f"VOC2012[{split}]", classes=VOC_CLASSES)
 
 
-def pets(root: str | Path = DATA_DIR, split: str = "trainval", *,
+def pets(split: str = "train", *, root: str | Path | None = None,
          download: bool = False) -> FileSource:
     """Oxford-IIIT Pet with trimaps as masks: 0 background, 1 pet, 255 the uncertain border.
 
-    ``download=True`` fetches it through torchvision (800 MB) into ``root``.
+    Its ``trainval`` list is split 90/10 into train and val (by a fixed shuffle); ``test`` is
+    its own test list. ``download=True`` fetches it through torchvision (800 MB) into ``root``
+    (default :func:`data_dir`).
     """
+    root = Path(root or data_dir())
+    listed = "test" if split == "test" else "trainval"
     if download:
         from torchvision.datasets import OxfordIIITPet
 
-        OxfordIIITPet(str(root), split=split, target_types="segmentation", download=True)
-    base = Path(root) / "oxford-iiit-pet"
-    ids = [line.split()[0] for line in _read_ids(base / "annotations" / f"{split}.txt", "Pet")]
+        OxfordIIITPet(str(root), split=listed, target_types="segmentation", download=True)
+    base = root / "oxford-iiit-pet"
+    ids = [line.split()[0] for line in _read_ids(base / "annotations" / f"{listed}.txt", "Pet")]
+    if split != "test":
+        order = np.random.default_rng(0).permutation(len(ids)).tolist()
+        held = max(1, len(ids) // 10)
+        chosen = order[:held] if split == "val" else order[held:]
+        ids = [ids[i] for i in sorted(chosen)]
     trimap = np.full(256, 255, np.int64)
     trimap[1], trimap[2] = 1, 0  # 1 = pet, 2 = background, 3 = border (ignored)
     return FileSource([base / "images" / f"{i}.jpg" for i in ids],
                       [base / "annotations" / "trimaps" / f"{i}.png" for i in ids],
                       f"Oxford-IIIT Pet[{split}]", classes=("background", "pet"),
-                      label_map=trimap)
+                      label_map=trimap, palette=((0, 0, 0), (230, 25, 75)))
 
 
 def _read_ids(path: Path, what: str) -> list[str]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: {what} is not in {path.parents[2]}; pass "
-                                f"download=True (or `rnlib data ... --download`) or the right root")
+                                f"download=True (or --download) or the right --data-dir")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -264,13 +361,15 @@ LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets
 
 
 def load_source(name: str, split: str = "train", **options) -> Source:
-    """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path."""
+    """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path.
+    ``options`` go to the loader (``root`` is the data folder of shapes, voc and pets)."""
     if name in LOADERS:
         return LOADERS[name](split=split, **options)
+    options.pop("root", None)  # hub datasets and folders are read where they are
+    options.pop("download", None)
     if name.startswith("hf:"):
         return huggingface(name[3:], split, **options)
-    if Path(name).is_dir():  # root/split/{images,masks} when split folders exist
-        root = Path(name) / split if (Path(name) / split).is_dir() else Path(name)
-        return folder(root, **options)
+    if Path(name).is_dir():
+        return folder(name, split, **options)
     raise ValueError(f"unknown dataset {name!r}: use shapes, voc, pets, hf:NAME_OR_PATH "
                      f"or a folder with images/ and masks/")

@@ -1,0 +1,59 @@
+"""Checkpoints: written atomically, read safely, and keyed by the settings of their run.
+
+A checkpoint holds tensors and plain data only, so ``torch.load(..., weights_only=True)`` opens
+it without running code (a checkpoint from the internet cannot execute anything). Its
+``settings`` say what its result depends on, so that a run resumes only into the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from .budget import budget_scale
+from .config import TrainConfig, plain
+
+__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable"]
+
+CHECKPOINT = "last.pt"  # the name of a run's checkpoint in its folder
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write to a temporary file, then rename: an interrupted save never leaves a half file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint safely: tensors and plain data only, no code runs."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; train first, or check the folder")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        raise ValueError(f"cannot read the checkpoint {path} ({type(err).__name__}: {err}): it is "
+                         f"damaged, not a checkpoint, or holds more than tensors and plain data; "
+                         f"train again into a new folder, or use another copy") from err
+
+
+def run_settings(config: TrainConfig) -> dict:
+    """What a run's result depends on: its config, less how it runs and reports (device,
+    compiling, workers, how often it evaluates or saves: none changes a weight), and the budget
+    scale."""
+    how = dict(device="auto", compile=False, num_workers=0, eval_every=0, eval_every_steps=0,
+               save_every_steps=0, save_every_minutes=0.0)
+    return {**plain(asdict(replace(config, **how))), "budget_scale": budget_scale()}
+
+
+def resumable(out_dir: str | Path, config: TrainConfig) -> bool:
+    """Whether ``out_dir``'s checkpoint was written by a run of ``config`` (at the current budget
+    scale), so that ``fit(resume=True)`` continues it, or returns at once if it finished."""
+    path = Path(out_dir) / CHECKPOINT
+    return path.exists() and load_checkpoint(path).get("settings") == run_settings(config)

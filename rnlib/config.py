@@ -1,0 +1,243 @@
+"""Every knob of a training run (:class:`TrainConfig`), the presets, and the one way to make a
+config from a preset, a TOML or YAML file and command-line options (:func:`make_config`).
+
+A config is checked when it is made, field by field: an unknown key, a value of the wrong type
+or out of range, or a model option the model does not take is refused with a message that
+names it and the fix, before any data is read or any step is trained.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from .models import registry
+from .weights import check_pretrained
+
+__all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_file",
+           "dump_config", "plain"]
+
+OPTIMIZERS = ("adamw", "sgd")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; saved in each checkpoint as plain data.
+
+    The run's length is ``steps`` optimizer steps if set, else ``epochs`` passes over the
+    training set; ``time_budget_s`` instead makes it as many steps as fit in that many seconds
+    (re-planned from the pace of the run), which depends on the machine's speed.
+    ``RNLIB_BUDGET_SCALE`` multiplies whichever it is. ``batch_size`` is the global batch: under
+    ``torchrun`` each of N processes takes ``batch_size / N``.
+    """
+
+    model: str = "refinenet"
+    backbone: str = "resnet18"
+    num_classes: int | None = None  # None: the dataset's own number of classes
+    model_options: dict = field(default_factory=dict)
+    pretrained_backbone: bool | str = False  # False, "imagenet", "glyphs" or a file
+    dataset: str = "shapes"  # shapes, voc, pets, hf:NAME_OR_PATH or a folder
+    data_options: dict = field(default_factory=dict)
+    val_split: str = "val"
+    test_split: str = "test"
+    crop: int = 128
+    scale: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
+    batch_size: int = 8
+    epochs: int = 10
+    steps: int | None = None
+    time_budget_s: float | None = None
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    backbone_lr_mult: float = 1.0
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    poly_power: float = 0.9
+    freeze_bn: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across the processes of a distributed run
+    amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the training forward: faster GPU steps after a warm-up
+    eval_every: int = 1  # epochs between evaluations on val_split; 0 = only at the end
+    eval_every_steps: int = 0  # steps between evaluations (learning curves); 0 = none
+    save_every_steps: int = 0  # checkpoints between epochs, every N steps (0 = at epochs only)
+    save_every_minutes: float = 0.0  # ... or every N minutes of training
+    seed: int = 0  # initial weights, data order, augmentation and dropout
+    num_workers: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        self._check()
+
+    def _check(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(f"training option {what}")
+
+        registry.check_options(self.model, self.model_options)
+        check_pretrained(self.pretrained_backbone, self.backbone)
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, "
+                                           f"got {self.optimizer!r}")
+        need(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        for name in ("batch_size", "epochs", "crop"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps", "num_classes"):
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"{name} must be >= 1 (or unset), got {value}")
+        need(self.time_budget_s is None or self.time_budget_s > 0,
+             f"time_budget_s must be > 0 seconds (or unset), got {self.time_budget_s}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0 < self.scale[0] <= self.scale[1], f"scale must be (low, high) with "
+                                                 f"0 < low <= high, got {self.scale}")
+        for name in ("eval_every", "eval_every_steps", "save_every_steps", "save_every_minutes",
+                     "num_workers", "weight_decay", "backbone_lr_mult"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TrainConfig:
+        """A config from plain data (a checkpoint's, a file's); unknown keys are refused."""
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown training options [{key!r}].{hint} "
+                                 f"Known: {', '.join(known)}")
+        return cls(**data)
+
+
+def _coerce(name: str, value: object, hint: object) -> object:
+    """``value`` as the type ``hint`` of field ``name``, or a ValueError that names both."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType,
+                                                                   typing.Union) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and not isinstance(value, bool):
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+        if option is str and isinstance(value, str):
+            return value
+        if option is dict and isinstance(value, Mapping):
+            return dict(value)
+        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)) \
+                and len(value) == len(typing.get_args(option)):
+            return tuple(_coerce(name, v, t) for v, t in zip(value, typing.get_args(option)))
+    wanted = " or ".join("none" if o is type(None) else getattr(o, "__name__", str(o))
+                         for o in options)
+    raise ValueError(f"training option {name} must be {wanted}, got {value!r}")
+
+
+def plain(value):
+    """Tuples to lists, recursively, so configs round-trip through checkpoints, JSON, YAML."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+# The course's presets. Runs are budgeted in steps or epochs, so that a result does not depend on
+# the machine's speed; every model fine-tunes the same pretrained ResNet (rnlib.weights).
+PRESETS: dict[str, TrainConfig] = {
+    # The course on 2 CPU cores: ResNet-18 pretrained on Glyphs, a 64-wide decoder (a 256-wide
+    # one runs 5.3x slower per step, DESIGN §9), 128x128 Shapes; four models in 5 minutes.
+    "cpu-quick": TrainConfig(
+        model="refinenet", backbone="resnet18", pretrained_backbone="glyphs",
+        model_options={"widths": (64, 64)}, dataset="shapes",
+        data_options={"count": 2000, "size": 128}, crop=128, batch_size=8, epochs=1,
+        optimizer="adamw", lr=1e-3, weight_decay=1e-4, eval_every=0),
+    # The same task on a GPU: the paper's decoder widths, 256x256 Shapes, AMP.
+    "gpu-quick": TrainConfig(
+        model="refinenet", backbone="resnet18", pretrained_backbone="glyphs",
+        model_options={"widths": (512, 256)}, dataset="shapes",
+        data_options={"count": 4000, "size": 256}, crop=256, batch_size=16, epochs=8,
+        optimizer="adamw", lr=1e-3, weight_decay=1e-4, num_workers=4),
+    # The paper's setting on a GPU: ResNet-101 with ImageNet weights (a download), 512/256
+    # widths, PASCAL VOC 2012 at 512x512 crops, SGD with a 10x lower backbone learning rate.
+    "gpu": TrainConfig(
+        model="refinenet", backbone="resnet101", pretrained_backbone="imagenet",
+        dataset="voc", data_options={"download": True}, crop=512, batch_size=16, epochs=50,
+        optimizer="sgd", lr=1e-2, backbone_lr_mult=0.1, weight_decay=1e-4, num_workers=8),
+}
+
+
+def with_model(config: TrainConfig, model: str, options: Mapping[str, object] = ()
+               ) -> TrainConfig:
+    """``config`` for another model: the config's model options that ``model`` takes are kept
+    (a preset's decoder widths serve every RefineNet, not an FCN), then ``options`` apply."""
+    known = registry.model_options(model)
+    kept = {k: v for k, v in config.model_options.items() if k in known}
+    return replace(config, model=model, model_options={**kept, **dict(options)})
+
+
+def load_config_file(path: str | Path) -> dict:
+    """The options in a TOML (``.toml``) or YAML (``.yaml``, ``.yml``) file, as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read the config file {path}: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"the config file {path} must hold key: value pairs, "
+                         f"got {type(data).__name__}")
+    return data
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The config as YAML, readable back by ``--config``."""
+    return yaml.safe_dump(plain(asdict(config)), sort_keys=False)
+
+
+def make_config(base: str | TrainConfig = "cpu-quick", *, file: str | Path | None = None,
+                model_options: Mapping[str, object] = (), **overrides) -> TrainConfig:
+    """A preset (or ``base`` config), then the file's values, then ``overrides`` (the command
+    line's flags; None means not given) and ``model_options`` on top; checked as a whole. A
+    model named on top keeps only the base's model options that it takes."""
+    if isinstance(base, str):
+        if base not in PRESETS:
+            raise ValueError(f"unknown preset {base!r}; choose one of {', '.join(PRESETS)}")
+        base = PRESETS[base]
+    values = plain(asdict(base))
+    given = load_config_file(file) if file else {}
+    given.update({k: v for k, v in overrides.items() if v is not None})
+    if "epochs" in given and "steps" not in given:
+        given["steps"] = None  # an epoch count replaces the preset's step count
+    if "epochs" in given or "steps" in given:
+        given.setdefault("time_budget_s", None)
+    model = given.get("model", values["model"])
+    known = registry.model_options(model)
+    values["model_options"] = {k: v for k, v in values["model_options"].items() if k in known}
+    values["model_options"].update(given.pop("model_options", {}))
+    values["model_options"].update(model_options)
+    data_options = given.pop("data_options", {})
+    values["data_options"].update(data_options)
+    unknown = set(given) - set(values)
+    if unknown:
+        TrainConfig.from_dict(given)  # raises the error that names them
+    values.update(given)
+    return TrainConfig.from_dict(values)
