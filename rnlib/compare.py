@@ -1,23 +1,35 @@
 """The course's headline experiment: RefineNet against FCN-32s, FCN-8s and a dilated network,
-trained on the same data with the same time budget, measured on accuracy, boundaries and cost
-(Lin et al., §1: dilated networks cost memory and compute, FCNs lose detail). The ablation mode
-removes RefineNet's parts one at a time (§5.3, Table 6 in spirit): no chained pooling, no RCUs,
-fewer cascades.
+and RefineNet taken apart (Lin et al., §1: dilated networks cost memory and compute, FCNs lose
+detail; §5.3: what chained pooling and the cascade are worth).
+
+Every contender starts from the same pretrained backbone and trains on the same data for the
+same number of steps. A fair protocol, for a verdict:
+
+- the same learning-rate grid for every model (``lr_grid``), the rate chosen on the
+  validation split by the first seed's final mIoU;
+- several seeds (``seeds``), reported as mean and standard deviation;
+- results on a separate split (``split``, default the config's test split);
+- the learning curves, and how much each model still moved over its last 20% of steps
+  (``plateau``), to show whether training was long enough.
 """
 
 from __future__ import annotations
 
+import json
+import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import bench
-from .data import CLASSES
-from .runs import train
-from .train import TrainConfig, budget_scale, load_checkpoint, resumable
+from .budget import budget_scale
+from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
+from .config import TrainConfig, with_model
+from .data import SegmentationDataset, eval_transform
+from .runs import class_names, make_source, resolve_classes, train
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "compare", "run_dir", "format_rows",
-           "format_times", "rows_as_dicts"]
+           "format_times", "format_margins", "rows_as_dicts", "plateau"]
 
 
 @dataclass(frozen=True)
@@ -26,14 +38,13 @@ class Entry:
 
     model: str
     options: tuple[tuple[str, object], ...] = ()
-    refinenet_family: bool = True  # takes the preset's decoder options (widths, ...)
 
 
 BASELINES = {
     "RefineNet (4-cascade)": Entry("refinenet"),
-    "FCN-32s": Entry("fcn32s", refinenet_family=False),
-    "FCN-8s": Entry("fcn8s", refinenet_family=False),
-    "Dilated OS8": Entry("dilated-os8", refinenet_family=False),
+    "FCN-32s": Entry("fcn32s"),
+    "FCN-8s": Entry("fcn8s"),
+    "Dilated OS8": Entry("dilated-os8"),
 }
 ABLATIONS = {
     "RefineNet (4-cascade)": Entry("refinenet"),
@@ -46,101 +57,217 @@ ABLATIONS = {
 
 @dataclass
 class Row:
+    """One contender's result: means over ``seeds`` (``*_std``: their standard deviation)."""
+
     name: str
     model: str
+    lr: float  # the learning rate chosen on validation (or the config's, without a grid)
+    split: str  # where miou, boundary_f and iou were measured
+    seeds: list[int]
     miou: float
+    miou_std: float
     boundary_f: float
+    boundary_f_std: float
     iou: list[float]
+    iou_std: list[float]
+    miou_per_seed: list[float]
+    plateau: float | None  # largest change of validation mIoU over the last 20% of steps
     params_m: float
     gflops: float
     latency_ms: float
     train_peak_mib: float
-    train_s: float  # the training loop's own time, as the run's history records it
+    train_s: float  # the training loop's own time per run (mean over seeds)
     total_s: float  # this entry's wall time in this call: data, training, evaluation, measuring
-    reused: bool  # the run was finished already (compare(..., resume=True)) and not retrained
+    reused: bool  # every run was finished already (compare(..., resume=True)) and not retrained
     steps: int
-    checkpoint: str
+    checkpoints: list[str]
+    classes: list[str]
+    lr_search: dict[str, float] = field(default_factory=dict)  # lr -> validation mIoU
 
 
-def _config_for(base: TrainConfig, entry: Entry) -> TrainConfig:
-    options = dict(base.model_options) if entry.refinenet_family else {}
-    options.update(entry.options)
-    return replace(base, model=entry.model, model_options=options, eval_every=0)
+def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
+    """Where a run lives: ``out_dir/refinenet/lr0.001-seed0``,
+    ``out_dir/refinenet-crp_blocks0/lr0.001-seed0``..."""
+    name = "-".join([entry.model] + [f"{k}{v}" for k, v in entry.options])
+    return Path(out_dir) / name / f"lr{lr:g}-seed{seed}"
 
 
-def run_dir(out_dir: str | Path, entry: Entry) -> Path:
-    """Where ``entry``'s run lives: ``out_dir/refinenet``, ``out_dir/refinenet-crp_blocks0``..."""
-    return Path(out_dir) / "-".join([entry.model] + [f"{k}{v}" for k, v in entry.options])
+def plateau(history: dict) -> float | None:
+    """The largest change of validation mIoU, against its final value, over the evaluations in
+    the last 20% of the run's steps; None without at least two such evaluations."""
+    steps, mious = history.get("eval_step", []), history.get("val_miou", [])
+    tail = [m for s, m in zip(steps, mious) if s >= 0.8 * steps[-1]] if steps else []
+    return max(abs(m - tail[-1]) for m in tail) if len(tail) >= 2 else None
 
 
-def _finished(checkpoint: Path) -> bool:
-    state = load_checkpoint(checkpoint)
-    return state["step"] >= state["total_steps"]
+def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool):
+    """Train (or reuse) one run; returns the trainer and whether it was reused."""
+    resuming = resume and resumable(folder, config)
+    if resuming:
+        state = load_checkpoint(folder / CHECKPOINT)
+        reused = state["step"] >= state["total_steps"]
+    else:
+        reused = False
+    return train(config, folder, resume=resuming, progress=progress), reused
 
 
-def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path,
+def _evaluate(trainer, config: TrainConfig, folder: Path, split: str) -> dict:
+    """The run's metrics on ``split``, cached beside its checkpoint with the run's settings."""
+    cache = folder / f"eval-{split}.json"
+    settings = run_settings(config)
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved["settings"] == settings and saved["step"] == trainer.step:
+            return saved["result"]
+    data = SegmentationDataset(make_source(config, split), config.num_classes, eval_transform())
+    result = asdict(trainer.evaluate(data))
+    if trainer.runtime.is_main:
+        cache.write_text(json.dumps({"settings": settings, "step": trainer.step,
+                                     "result": result}))
+    return result
+
+
+def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *,
+            seeds: list[int] | None = None, lr_grid: list[float] = (), split: str | None = None,
             progress: bool = True, resume: bool = False) -> list[Row]:
     """Train and measure every entry with ``base``'s data and budget; one Row each.
 
-    With ``resume``, an entry whose folder holds a run of the same settings continues it (an
+    With ``resume``, a run whose folder holds a run of the same settings continues it (an
     interrupted comparison picks up where it stopped) or, if that run finished, reuses it:
-    the course's notebooks 08 and 09 reuse the RefineNet that notebook 07 trained. Folders of
-    other settings are trained anew.
+    the course's notebooks 08 and 09 reuse the RefineNet that notebook 07 trained.
     """
+    seeds = list(seeds) if seeds else [base.seed]
+    split = split or base.test_split
+    base = resolve_classes(base, make_source(base, "train"))
+    classes = list(class_names(make_source(base, "train"), base.num_classes))
     rows = []
     for name, entry in entries.items():
-        config, folder = _config_for(base, entry), run_dir(out_dir, entry)
         start = time.perf_counter()
-        resuming = resume and resumable(folder, config)
-        reused = resuming and _finished(folder / "last.pt")
-        trainer = train(config, folder, resume=resuming, progress=progress)
-        model, history = trainer.model, trainer.history
-        size = (config.crop, config.crop)
-        cost = bench.measure(name, model, size, channels_last=config.channels_last, memory=False)
-        train_peak = bench.peak_memory(model, size, config.batch_size, train=True,
-                                       channels_last=config.channels_last)
-        rows.append(Row(name, entry.model, history["val_miou"][-1], history["val_boundary_f"][-1],
-                        history["val_iou"][-1], cost.params_m, cost.gflops, cost.latency_ms,
-                        train_peak, history["elapsed_s"][-1], time.perf_counter() - start,
-                        reused, trainer.step, str(folder / "last.pt")))
+        config = with_model(base, entry.model, entry.options)
+        search = {}
+        for lr in lr_grid:  # the same grid for every model, judged on validation
+            trainer, _ = _run(replace(config, lr=lr, seed=seeds[0]),
+                              run_dir(out_dir, entry, lr, seeds[0]), resume, progress)
+            search[f"{lr:g}"] = trainer.history["val_miou"][-1]
+        lr = max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr
+        results, trainers, reused = [], [], []
+        for seed in seeds:
+            run_config = replace(config, lr=lr, seed=seed)
+            folder = run_dir(out_dir, entry, lr, seed)
+            trainer, was_reused = _run(run_config, folder, resume or bool(lr_grid), progress)
+            results.append(_evaluate(trainer, run_config, folder, split))
+            trainers.append(trainer)
+            reused.append(was_reused)
+        rows.append(_row(name, entry, lr, split, seeds, results, trainers, search, classes,
+                         all(reused), start, config))
         if progress:
-            print(f"{name}: mIoU {100 * rows[-1].miou:.1f}, {trainer.step} steps, "
-                  f"{rows[-1].total_s:.0f} s{' (reused)' if reused else ''}", flush=True)
+            print(f"{name}: {split} mIoU {100 * rows[-1].miou:.1f} ± "
+                  f"{100 * rows[-1].miou_std:.1f} (lr {lr:g}), {rows[-1].total_s:.0f} s"
+                  f"{' (reused)' if rows[-1].reused else ''}", flush=True)
     return rows
 
 
-def format_rows(rows: list[Row], config: TrainConfig, classes: tuple[str, ...] = CLASSES) -> str:
-    """The comparison as markdown: the summary table and the per-class IoU table."""
+def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reused, start,
+         config) -> Row:
+    model = trainers[-1].model
+    size = (config.crop, config.crop)
+    cost = bench.measure(name, model, size, channels_last=config.channels_last, memory=False)
+    train_peak = bench.peak_memory(model, size, config.batch_size, train=True,
+                                   channels_last=config.channels_last)
+
+    def spread(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+    miou, miou_std = spread([r["miou"] for r in results])
+    boundary, boundary_std = spread([r["boundary_f"] for r in results])
+    per_class = [spread([r["iou"][c] for r in results]) for c in range(len(classes))]
+    plateaus = [p for p in (plateau(t.history) for t in trainers) if p is not None]
+    return Row(name=name, model=entry.model, lr=lr, split=split, seeds=seeds, miou=miou,
+               miou_std=miou_std, boundary_f=boundary, boundary_f_std=boundary_std,
+               iou=[m for m, _ in per_class], iou_std=[s for _, s in per_class],
+               miou_per_seed=[r["miou"] for r in results],
+               plateau=max(plateaus) if plateaus else None, params_m=cost.params_m,
+               gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
+               train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
+               total_s=time.perf_counter() - start, reused=reused,
+               steps=trainers[-1].step, checkpoints=[str(t.out_dir / CHECKPOINT)
+                                                     for t in trainers],
+               classes=classes, lr_search=search)
+
+
+def _pm(mean: float, std: float, seeds: int) -> str:
+    """A percentage, with its spread over seeds when there are several."""
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
+
+
+def format_rows(rows: list[Row], config: TrainConfig) -> str:
+    """The comparison as markdown: protocol, summary table, per-class IoU, times."""
+    first = rows[0]
+    steps = "steps" if config.steps else "epochs"
     budget = (f"{config.time_budget_s * budget_scale():.0f} s of training per model"
-              if config.time_budget_s else f"{config.epochs} epochs per model")
+              if config.time_budget_s else
+              f"{first.steps} steps per model ({getattr(config, steps)} {steps} x "
+              f"RNLIB_BUDGET_SCALE {budget_scale():g})")
+    spread = ", mean ± standard deviation over seeds" if len(first.seeds) > 1 else ""
+    grid = (f"learning rate chosen per model on validation from {list(first.lr_search)}"
+            if first.lr_search else f"learning rate {config.lr:g}")
     head = (f"Data: {config.dataset} {config.data_options}, crop {config.crop}, batch "
-            f"{config.batch_size}; backbone {config.backbone} (random init: "
-            f"{not config.pretrained_backbone}); RefineNet options {config.model_options}; "
-            f"{config.optimizer} lr {config.lr}; {budget}; seed {config.seed}. Latency: batch 1 at "
-            f"{config.crop}x{config.crop}, inference; peak memory: one training step at batch "
-            f"{config.batch_size}.\n")
-    lines = ["| model | mIoU | boundary F | params (M) | GFLOPs | latency (ms) | train peak "
-             "mem (MiB) | steps | training (s) |", "|---|---|---|---|---|---|---|---|---|"]
+            f"{config.batch_size}; backbone {config.backbone} (pretrained: "
+            f"{config.pretrained_backbone or 'no'}); RefineNet options {config.model_options}; "
+            f"{config.optimizer}, {grid}; {budget}; seeds {first.seeds}; metrics on the "
+            f"{first.split} split{spread}. "
+            f"Latency: batch 1 at {config.crop}x{config.crop}, inference; peak memory: one "
+            f"training step at batch {config.batch_size}; plateau: the largest change of "
+            f"validation mIoU over the last 20% of steps.\n")
+    n = len(first.seeds)
+    lines = ["| model | lr | mIoU | boundary F | plateau | params (M) | GFLOPs | latency (ms) | "
+             "train peak mem (MiB) | steps | training (s) |", "|---" * 11 + "|"]
     for r in rows:
-        lines.append(f"| {r.name} | {100 * r.miou:.1f} | {100 * r.boundary_f:.1f} | "
-                     f"{r.params_m:.2f} | {r.gflops:.2f} | {r.latency_ms:.0f} | "
-                     f"{r.train_peak_mib:.0f} | {r.steps} | {r.train_s:.0f} |")
-    per_class = ["| model | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+        flat = "-" if r.plateau is None else f"{100 * r.plateau:.1f}"
+        lines.append(f"| {r.name} | {r.lr:g} | {_pm(r.miou, r.miou_std, n)} | "
+                     f"{_pm(r.boundary_f, r.boundary_f_std, n)} | {flat} | {r.params_m:.2f} | "
+                     f"{r.gflops:.2f} | {r.latency_ms:.0f} | {r.train_peak_mib:.0f} | "
+                     f"{r.steps} | {r.train_s:.0f} |")
+    per_class = ["| model | " + " | ".join(first.classes) + " |",
+                 "|---" * (len(first.classes) + 1) + "|"]
     for r in rows:
-        per_class.append(f"| {r.name} | " + " | ".join(f"{100 * v:.1f}" for v in r.iou) + " |")
-    return (head + "\n" + "\n".join(lines) + "\n\nIoU per class:\n\n" + "\n".join(per_class)
-            + "\n\nTime per model, slowest first:\n\n" + format_times(rows) + "\n")
+        per_class.append(f"| {r.name} | " + " | ".join(
+            _pm(m, s, n) for m, s in zip(r.iou, r.iou_std)) + " |")
+    search = ""
+    if first.lr_search:
+        search = ("\n\nValidation mIoU of each learning rate (seed "
+                  f"{first.seeds[0]}):\n\n| model | " + " | ".join(first.lr_search) + " |\n"
+                  + "|---" * (len(first.lr_search) + 1) + "|\n" + "\n".join(
+                      f"| {r.name} | " + " | ".join(f"{100 * v:.1f}" for v in
+                                                    r.lr_search.values()) + " |" for r in rows))
+    return (head + "\n" + "\n".join(lines) + f"\n\nIoU per class ({first.split}):\n\n"
+            + "\n".join(per_class) + search + "\n\nTime per model, slowest first:\n\n"
+            + format_times(rows) + "\n")
+
+
+def format_margins(rows: list[Row], reference: str) -> str:
+    """Each model's mIoU against ``reference``'s, seed by seed: the mean difference, its range
+    over seeds and whether its sign holds in every seed."""
+    ref = next(r for r in rows if r.name == reference)
+    lines = [f"| model | mIoU - {reference} | range over seeds | every seed |", "|---|---|---|---|"]
+    for r in rows:
+        if r is ref:
+            continue
+        diffs = [100 * (a - b) for a, b in zip(r.miou_per_seed, ref.miou_per_seed)]
+        same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+        lines.append(f"| {r.name} | {statistics.fmean(diffs):+.1f} | {min(diffs):+.1f} .. "
+                     f"{max(diffs):+.1f} | {'yes' if same else 'no'} |")
+    return "\n".join(lines)
 
 
 def format_times(rows: list[Row]) -> str:
-    """Each model's time in the comparison, slowest first: its training loop, and everything
-    (data, calibration, evaluation, measuring; a reused run is not retrained)."""
-    lines = ["| model | training (s) | total (s) |", "|---|---|---|"]
+    """Each model's time in the comparison, slowest first: its training loop (per run), and
+    everything (data, evaluation, measuring; a reused run is not retrained)."""
+    lines = ["| model | training per run (s) | total (s) |", "|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r.total_s):
-        reused = " (reused a finished run)" if r.reused else ""
+        reused = " (reused finished runs)" if r.reused else ""
         lines.append(f"| {r.name} | {r.train_s:.0f} | {r.total_s:.0f}{reused} |")
-    lines.append(f"| **all** | **{sum(r.train_s for r in rows if not r.reused):.0f}** | "
-                 f"**{sum(r.total_s for r in rows):.0f}** |")
+    lines.append(f"| **all** | | **{sum(r.total_s for r in rows):.0f}** |")
     return "\n".join(lines)
 
 

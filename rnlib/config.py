@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .data.sources import dataset_options
 from .models import registry
 from .weights import check_pretrained
 
@@ -86,6 +87,10 @@ class TrainConfig:
 
         registry.check_options(self.model, self.model_options)
         check_pretrained(self.pretrained_backbone, self.backbone)
+        takes = dataset_options(self.dataset)
+        for key in self.data_options:
+            need(key in takes, f"data_options has {key!r}, which dataset {self.dataset!r} does "
+                               f"not take (it takes {', '.join(takes)})")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, "
                                            f"got {self.optimizer!r}")
         need(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
@@ -234,8 +239,10 @@ def make_config(base: str | TrainConfig = "cpu-quick", *, file: str | Path | Non
     values["model_options"] = {k: v for k, v in values["model_options"].items() if k in known}
     values["model_options"].update(given.pop("model_options", {}))
     values["model_options"].update(model_options)
-    data_options = given.pop("data_options", {})
-    values["data_options"].update(data_options)
+    dataset = given.get("dataset", values["dataset"])
+    takes = dataset_options(dataset)  # a preset's Shapes options do not go to another dataset
+    values["data_options"] = {k: v for k, v in values["data_options"].items() if k in takes}
+    values["data_options"].update(given.pop("data_options", {}))
     unknown = set(given) - set(values)
     if unknown:
         TrainConfig.from_dict(given)  # raises the error that names them

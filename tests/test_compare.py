@@ -1,32 +1,35 @@
-"""The comparison's contenders are built as documented."""
+"""The comparison: contenders built as documented, the same learning-rate grid for every model
+chosen on validation, several seeds with their spread, results on the test split, reuse."""
 
 from dataclasses import replace
-from pathlib import Path
 
-import nbformat
 import pytest
 
 from rnlib.compare import (
     ABLATIONS,
     BASELINES,
-    _config_for,
     compare,
+    format_margins,
     format_rows,
     format_times,
+    plateau,
     run_dir,
 )
+from rnlib.config import PRESETS, with_model
 from rnlib.runs import make_model
-from rnlib.train import PRESETS, _settings
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(autouse=True)
+def full_budget(monkeypatch):
+    monkeypatch.setenv("RNLIB_BUDGET_SCALE", "1")
 
 
 @pytest.mark.parametrize("name,entry", list(BASELINES.items()) + list(ABLATIONS.items()))
 def test_every_contender_builds_with_the_preset(name, entry):
-    config = _config_for(PRESETS["cpu-quick"], entry)
+    config = replace(with_model(PRESETS["cpu-quick"], entry.model, entry.options), num_classes=5)
     model = make_model(config)
-    if entry.refinenet_family:
-        assert config.model_options["widths"] == (64, 64)
+    if entry.model.startswith("refinenet"):
+        assert config.model_options["widths"] == (64, 64)  # the preset's decoder serves them all
         decoder = model.decoder
         if name == "without CRP":
             assert all(len(b.pool.convs) == 0 for b in decoder.blocks)
@@ -38,26 +41,44 @@ def test_every_contender_builds_with_the_preset(name, entry):
         assert config.model_options == {}
 
 
-def test_baselines_share_data_and_budget():
+def test_contenders_share_data_budget_backbone_and_seed():
     base = replace(PRESETS["cpu-quick"], seed=3)
-    configs = [_config_for(base, e) for e in BASELINES.values()]
-    assert len({(c.dataset, str(c.data_options), c.time_budget_s, c.seed, c.lr) for c in configs}) == 1
+    configs = [with_model(base, e.model, e.options) for e in {**BASELINES, **ABLATIONS}.values()]
+    assert len({(c.dataset, str(c.data_options), c.epochs, c.steps, c.seed, c.lr,
+                 c.pretrained_backbone, c.backbone) for c in configs}) == 1
 
 
 @pytest.fixture
 def tiny(tmp_path):
     base = replace(PRESETS["cpu-quick"], data_options={"count": 16, "size": 32,
                                                        "root": str(tmp_path / "data")},
-                   crop=32, batch_size=4, time_budget_s=None, epochs=1)
+                   crop=32, batch_size=4, steps=3, eval_every_steps=1)
     entries = {name: BASELINES[name] for name in ("FCN-32s", "FCN-8s")}
     return base, entries
+
+
+def test_seeds_and_a_learning_rate_grid_chosen_on_validation(tiny, tmp_path):
+    base, entries = tiny
+    rows = compare(base, entries, tmp_path / "runs", seeds=[0, 1], lr_grid=[1e-4, 1e-2],
+                   progress=False)
+    for row in rows:
+        assert row.split == "test" and row.seeds == [0, 1] and len(row.miou_per_seed) == 2
+        assert set(row.lr_search) == {"0.0001", "0.01"}
+        assert row.lr == max((1e-4, 1e-2), key=lambda lr: row.lr_search[f"{lr:g}"])
+        assert row.miou == pytest.approx(sum(row.miou_per_seed) / 2)
+        assert row.classes == ["background", "disc", "box", "line", "dot"]
+        assert [c.split("/")[-2] for c in row.checkpoints] == [f"lr{row.lr:g}-seed0",
+                                                               f"lr{row.lr:g}-seed1"]
+    text = format_rows(rows, base)
+    assert "±" in text and "Validation mIoU of each learning rate" in text
+    assert "| FCN-8s |" in format_margins(rows, "FCN-32s")
 
 
 def test_resume_reuses_finished_runs_and_retrains_other_settings(tiny, tmp_path):
     base, entries = tiny
     first = compare(base, entries, tmp_path / "runs", progress=False)
-    assert [r.checkpoint for r in first] == [str(tmp_path / "runs" / m / "last.pt")
-                                             for m in ("fcn32s", "fcn8s")]
+    assert [r.checkpoints for r in first] == [
+        [str(run_dir(tmp_path / "runs", e, base.lr, 0) / "last.pt")] for e in entries.values()]
     again = compare(base, entries, tmp_path / "runs", progress=False, resume=True)
     assert [r.reused for r in first] == [False, False] and [r.reused for r in again] == [True, True]
     for a, b in zip(first, again):
@@ -74,20 +95,14 @@ def test_time_table_is_slowest_first(tiny, tmp_path):
     assert "Time per model, slowest first" in format_rows(rows, tiny[0])
 
 
+def test_plateau_is_the_largest_change_over_the_last_fifth():
+    history = {"eval_step": [10, 50, 80, 90, 100], "val_miou": [0.1, 0.5, 0.58, 0.61, 0.6]}
+    assert plateau(history) == pytest.approx(0.02)  # 80, 90 and 100 are in the last 20%
+    assert plateau({"eval_step": [100], "val_miou": [0.5]}) is None
+
+
 def test_ablation_runs_have_folders_of_their_own():
-    folders = {run_dir("runs", entry) for entry in ABLATIONS.values()}
+    folders = {run_dir("runs", entry, 1e-3, 0) for entry in ABLATIONS.values()}
     assert len(folders) == len(ABLATIONS)
-    assert run_dir("runs", ABLATIONS["without CRP"]).name == "refinenet-crp_blocks0"
-
-
-@pytest.mark.parametrize("preset", ["cpu-quick", "gpu-quick"])
-def test_notebook_07s_run_is_the_refinenet_that_08_and_09_reuse(preset):
-    # notebook 07 trains replace(PRESETS[preset], compile=COMPILE) into runs/quick/refinenet;
-    # compare(..., resume=True) in 08 and 09 must find it there with the same settings
-    trained_in_07 = replace(PRESETS[preset], compile=True)
-    entry = BASELINES["RefineNet (4-cascade)"]
-    assert _settings(trained_in_07) == _settings(_config_for(PRESETS[preset], entry))
-    assert _settings(trained_in_07) == _settings(_config_for(PRESETS[preset], ABLATIONS["RefineNet (4-cascade)"]))
-    notebook = nbformat.read(ROOT / "solutions" / "07_training.ipynb", as_version=4)
-    assert any(f'train(config, "{run_dir("runs/quick", entry).as_posix()}"' in c.source
-               for c in notebook.cells)
+    assert run_dir("runs", ABLATIONS["without CRP"], 1e-3, 0).as_posix() == \
+        "runs/refinenet-crp_blocks0/lr0.001-seed0"

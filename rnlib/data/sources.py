@@ -21,7 +21,8 @@ from PIL import Image
 from .synthetic import CLASSES, PALETTE, ShapesConfig, make_samples
 
 __all__ = ["Source", "HFSource", "FileSource", "DataError", "shapes", "huggingface", "folder",
-           "voc", "pets", "load_source", "data_dir", "default_palette", "SPLITS"]
+           "voc", "pets", "load_source", "data_dir", "dataset_options", "default_palette",
+           "SPLITS"]
 
 DATA_ENV = "RNLIB_DATA_DIR"
 SPLITS = ("train", "val", "test")
@@ -304,12 +305,11 @@ def voc(split: str = "train", *, root: str | Path | None = None,
     """PASCAL VOC 2012 segmentation (the paper's benchmark; 21 classes, 255 = boundary).
 
     ``download=True`` fetches and unpacks it through torchvision (2 GB) into ``root``
-    (default :func:`data_dir`). VOC's test masks are not public: ``test`` is refused.
+    (default :func:`data_dir`). VOC's test masks are not public (the paper's test figures come
+    from the evaluation server), so its ``test`` split is ``val``, as offline papers report.
     """
     root = Path(root or data_dir())
-    if split == "test":
-        raise ValueError("PASCAL VOC 2012's test masks are not public; evaluate on val "
-                         "(test_split='val')")
+    split = "val" if split == "test" else split
     if download:
         from torchvision.datasets import VOCSegmentation
 
@@ -360,16 +360,37 @@ def _read_ids(path: Path, what: str) -> list[str]:
 LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets": pets}
 
 
+def _loader(name: str) -> Callable[..., Source]:
+    """The loader of dataset ``name``, or a clear error."""
+    if name in LOADERS:
+        return LOADERS[name]
+    if name.startswith("hf:"):
+        return huggingface
+    if Path(name).is_dir():
+        return folder
+    raise ValueError(f"unknown dataset {name!r}: pass --dataset (dataset=...) with shapes, voc, "
+                     f"pets, hf:NAME_OR_PATH or a folder with images/ and masks/")
+
+
+def dataset_options(name: str) -> tuple[str, ...]:
+    """The options (``data_options``) that dataset ``name`` takes (any other name is taken for
+    a folder, whether or not it exists here)."""
+    import inspect
+
+    if name.startswith("hf:"):
+        return ("image_column", "mask_column", "classes")
+    loader = LOADERS.get(name, folder)
+    return tuple(k for k, p in inspect.signature(loader).parameters.items()
+                 if p.kind is p.KEYWORD_ONLY)
+
+
 def load_source(name: str, split: str = "train", **options) -> Source:
     """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path.
-    ``options`` go to the loader (``root`` is the data folder of shapes, voc and pets)."""
-    if name in LOADERS:
-        return LOADERS[name](split=split, **options)
-    options.pop("root", None)  # hub datasets and folders are read where they are
-    options.pop("download", None)
-    if name.startswith("hf:"):
+    ``options`` go to the loader (:func:`dataset_options`; ``root`` is the data folder of
+    shapes, voc and pets)."""
+    loader = _loader(name)
+    if loader is huggingface:
         return huggingface(name[3:], split, **options)
-    if Path(name).is_dir():
+    if loader is folder:
         return folder(name, split, **options)
-    raise ValueError(f"unknown dataset {name!r}: use shapes, voc, pets, hf:NAME_OR_PATH "
-                     f"or a folder with images/ and masks/")
+    return loader(split=split, **options)
