@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 __all__ = [
     "RCU",
@@ -45,11 +46,14 @@ def resize(x: torch.Tensor, size: Sequence[int], align_corners: bool = False) ->
     """Bilinear resize of ``x`` to exactly ``size`` (H, W); a no-op when it already fits.
 
     Resizing to a size rather than by a factor of 2 is what lets every model take inputs
-    whose sides are not multiples of 32. ``align_corners=True`` maps corner pixels onto corner
+    whose sides are not multiples of 32, and what lets an exported model (``rnlib.export``)
+    keep a dynamic height and width. ``align_corners=True`` maps corner pixels onto corner
     pixels (the authors' ``nn.Upsample``); ``False`` maps pixel areas (torchvision's models).
     """
-    size = tuple(int(s) for s in size)
-    if tuple(x.shape[-2:]) == size:
+    size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in size)
+    # Under torch.export sizes are symbols: keep them (int() would fix the exported model to
+    # the example's size), and skip the resize only where it is a no-op for every size.
+    if all(statically_known_true(a == b) for a, b in zip(x.shape[-2:], size)):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 

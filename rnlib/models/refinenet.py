@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from fractions import Fraction
 from functools import partial
 
 import torch
 from torch import nn
 
 from ..backbones import ResNetBackbone
-from ..blocks import RefineNetBlock, conv, resize
+from ..blocks import RCU, ChainedResidualPooling, RefineNetBlock, conv, resize
 from .base import SegmentationModel
 from .registry import register
 
@@ -46,7 +47,12 @@ class RefineNetDecoder(nn.Module):
     as in the released code (0.5 and 0.5; Light-Weight RefineNet 0.5 and 0).
     ``align_corners`` is the convention of every resize in the decoder (True, as the
     authors' ``nn.Upsample``; with it rnlib computes the released models' function exactly).
+    ``residual_init="zero"`` starts the last convolution of every residual branch (each RCU's
+    second, each pooling block's) at zero, so that every block starts as the identity;
+    ``"default"`` keeps PyTorch's initialisation, as the released code does.
     """
+
+    RESIDUAL_INITS = ("default", "zero")
 
     def __init__(
         self,
@@ -63,8 +69,12 @@ class RefineNetDecoder(nn.Module):
         feature_dropout: float = 0.5,
         classifier_dropout: float = 0.5,
         align_corners: bool = True,
+        residual_init: str = "default",
     ) -> None:
         super().__init__()
+        if residual_init not in self.RESIDUAL_INITS:
+            raise ValueError(f"residual_init must be one of {self.RESIDUAL_INITS}, "
+                             f"got {residual_init!r}")
         kernel = 1 if light else 3
         if light:
             rcus = out_rcus = 0
@@ -90,6 +100,13 @@ class RefineNetDecoder(nn.Module):
             ))
             previous = [out_channels]
         self.classifier = nn.Conv2d(previous[0], num_classes, 3, padding=1, bias=True)
+        if residual_init == "zero":
+            for module in self.blocks.modules():
+                if isinstance(module, RCU):
+                    nn.init.zeros_(module.conv2.weight)
+                if isinstance(module, ChainedResidualPooling):
+                    for conv_ in module.convs:
+                        nn.init.zeros_(conv_.weight)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         paths = {}
@@ -118,7 +135,11 @@ class MultiScaleBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
         for backbone, scale in zip(self.backbones, self.scales):
-            size = [max(1, round(s * scale)) for s in x.shape[-2:]]
+            # round(s * scale) in integers (1.2 = 6/5: (6 * s + 2) // 5), the same sizes, and
+            # ones torch.export keeps symbolic (rnlib.export cannot store Python's round())
+            f = Fraction(scale).limit_denominator(100)
+            size = [max(1, (s * f.numerator + f.denominator // 2) // f.denominator)
+                    for s in x.shape[-2:]]
             features += backbone(resize(x, size, self.align_corners))
         return features
 
