@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .convert import add_convert_command
     from .export import add_export_command
+    from .grade import add_grade_command
 
+    add_grade_command(sub)
     add_export_command(sub)
     add_convert_command(sub)
     return parser

@@ -2,6 +2,7 @@
 exercise with that exercise's message. (The solutions themselves run under nbval: the
 `solutions` entry of pytest's testpaths.)"""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from rnlib import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -29,6 +32,8 @@ def test_notebooks_are_generated_from_solutions():
     exercise_files = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert exercise_files == [p.name for p in SOLUTIONS]
     for path in SOLUTIONS:
+        assert path.read_text() == make_exercises.render_solution(path), (
+            f"solutions/{path.name} differs from the templates: run python tools/make_exercises.py")
         assert (ROOT / "notebooks" / path.name).read_text() == make_exercises.render(path), (
             f"notebooks/{path.name} is out of date: run python tools/make_exercises.py")
 
@@ -43,16 +48,56 @@ def test_stub_names_its_exercise():
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_each_notebook_has_colab_badge_install_cell_and_small_outputs(path):
-    nb = nbformat.read(path, as_version=4)
-    assert "colab.research.google.com" in nb.cells[0].source
-    assert "pytest --nbval-lax --nbval-current-env notebooks/" in nb.cells[0].source
-    install = nb.cells[1].source
-    assert '"google.colab" in sys.modules' in install
-    assert "torch" not in next(line for line in install.splitlines() if "pip install" in line)
+    for nb in (nbformat.read(path, as_version=4),
+               nbformat.read(ROOT / "notebooks" / path.name, as_version=4)):
+        repository = f"github/{make_exercises.REPOSITORY}/blob/main/notebooks/{path.name})"
+        assert repository in nb.cells[0].source
+        install = nb.cells[1].source
+        assert '"google.colab" in sys.modules' in install
+        pip = next(line for line in install.splitlines() if "pip install" in line)
+        assert f"git+https://github.com/{make_exercises.REPOSITORY}" in pip and "torch" not in pip
+        assert nb.metadata.kernelspec == {"display_name": "Python 3 (ipykernel)",
+                                          "language": "python", "name": "python3"}
     assert path.stat().st_size < 1_500_000, "keep committed outputs small"
     exercise = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
     assert all(not c.get("outputs") for c in exercise.cells)
     assert "widgets" not in exercise.metadata  # saved widget state holds outputs too
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_each_notebook_ends_with_the_verdict_on_its_exercises(path):
+    nb = nbformat.read(path, as_version=4)
+    ids = make_exercises.exercises(nb)
+    assert all(grade.EXERCISES[e].notebook == path.stem for e in ids)
+    if not ids:
+        assert "rnlib.grade" not in path.read_text()
+        return
+    last = nb.cells[-1]
+    assert f"rnlib.grade.print_summary(globals(), {json.dumps(ids)})" in last.source
+    printed = "".join(o.get("text", "") for o in last.outputs)
+    assert printed.endswith(f"{len(ids)} of {len(ids)} exercises passed\n")
+
+
+def test_a_fork_changes_one_line(monkeypatch):
+    monkeypatch.setattr(make_exercises, "REPOSITORY", "someone/fork")
+    path = ROOT / "solutions" / "03_residual_conv_unit.ipynb"
+    for text in (make_exercises.render_solution(path), make_exercises.render(path)):
+        nb = nbformat.reads(text, as_version=4)
+        head = nb.cells[0].source + nb.cells[1].source
+        assert head.count("someone/fork") == 2 and "rnlib/rnlib" not in head
+
+
+def test_the_templates_replace_what_a_notebook_had():
+    nb = nbformat.read(ROOT / "solutions" / "03_residual_conv_unit.ipynb", as_version=4)
+    nb.cells[0].source = nb.cells[0].source.replace("github/rnlib/rnlib", "github/old/place")
+    nb.cells[1].source = "%pip install rnlib"
+    nb.cells.pop()  # no summary cell
+    nb.metadata.kernelspec.display_name = "Python 3"
+    fixed = make_exercises.course_notebook(nb, "03_residual_conv_unit.ipynb")
+    assert "old/place" not in fixed.cells[0].source
+    assert fixed.cells[1].source == make_exercises.INSTALL.format(repository="rnlib/rnlib")
+    assert "print_summary(globals(), [\"3.1\"])" in fixed.cells[-1].source
+    assert fixed.metadata.kernelspec.display_name == "Python 3 (ipykernel)"
 
 
 def _first_exercise(path: Path) -> str | None:

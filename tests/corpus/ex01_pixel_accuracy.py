@@ -1,0 +1,53 @@
+"""Exercise 1.1: pixel_accuracy(pred, target, ignore_index=255) -> float."""
+
+import numpy as np
+import torch
+
+from corpus import expect
+
+EXERCISE = "1.1"
+
+
+def correct_with_a_mask(pred, target, ignore_index=255):
+    keep = target != ignore_index
+    return (pred[keep] == target[keep]).float().mean().item()
+
+
+def correct_in_numpy(pred, target, ignore_index=255):
+    p, t = pred.numpy(), target.numpy()
+    valid = t != ignore_index
+    return float(np.sum((p == t) & valid) / np.sum(valid))
+
+
+def correct_returns_a_tensor(pred, target, ignore_index=255):
+    valid = target.ne(ignore_index)
+    return torch.logical_and(pred.eq(target), valid).sum() / valid.sum()
+
+
+@expect(r"pixels under the ignore index are counted")
+def wrong_counts_ignored_pixels(pred, target, ignore_index=255):
+    return (pred == target).float().mean().item()
+
+
+@expect(r"it gives a percentage")
+def wrong_percentage(pred, target, ignore_index=255):
+    keep = target != ignore_index
+    return 100 * (pred[keep] == target[keep]).float().mean().item()
+
+
+@expect(r"returns the number of correct pixels")
+def wrong_count(pred, target, ignore_index=255):
+    keep = target != ignore_index
+    return (pred[keep] == target[keep]).sum().item()
+
+
+@expect(r"ignores its ignore_index argument")
+def wrong_hard_coded_255(pred, target, ignore_index=255):
+    keep = target != 255
+    return (pred[keep] == target[keep]).float().mean().item()
+
+
+@expect(r"returns NoneType, not a number")
+def wrong_forgets_to_return(pred, target, ignore_index=255):
+    keep = target != ignore_index
+    (pred[keep] == target[keep]).float().mean().item()
