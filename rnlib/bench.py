@@ -49,65 +49,84 @@ def _input(model: nn.Module, size: Sequence[int], batch: int, device: torch.devi
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def count_flops(model: nn.Module, size: Sequence[int], batch: int = 1) -> int:
-    """FLOPs of one forward pass at ``size`` = (H, W) (2 per MAC; see the module docstring).
+def count_flops(model: nn.Module, size: Sequence[int], batch: int = 1, *,
+                train: bool = False) -> int:
+    """FLOPs of one forward pass at ``size`` = (H, W) (2 per MAC; see the module docstring),
+    or with ``train`` of a forward and backward pass (the gradients of weights and inputs).
 
     The count is taken on the model's own device; for a model built under
     ``torch.device("meta")`` it takes no time and no memory.
     """
     device = next(model.parameters()).device
+    with _prepared(model, train=train, channels_last=False), FlopCounterMode(
+            display=False) as counter:
+        if train:
+            model(_input(model, size, batch, device)).float().sum().backward()
+            model.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                model(_input(model, size, batch, device))
+    return counter.get_total_flops()
+
+
+def _times(run, *, repeats: int, warmup: int, device: torch.device) -> list[float]:
+    """Wall times in milliseconds of ``repeats`` calls of ``run`` after ``warmup`` calls, each
+    between two device synchronisations (CUDA runs asynchronously)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(warmup + repeats):
+        sync()
+        start = time.perf_counter()
+        run()
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+@contextlib.contextmanager
+def _prepared(model: nn.Module, train: bool, channels_last: bool):
+    """The model in train or eval mode and in channels_last (or as it is) for a measurement;
+    afterwards its mode and memory format are what they were."""
     was_training = model.training
-    model.eval()
+    weight = next((p for p in model.parameters() if p.ndim == 4), None)  # a convolution's
+    was_last = weight is not None and not weight.is_contiguous() and weight.is_contiguous(
+        memory_format=torch.channels_last)
+    model.train(train)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(_input(model, size, batch, device))
+        yield
     finally:
         model.train(was_training)
-    return counter.get_total_flops()
+        if channels_last and not was_last:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def measure_latency(model: nn.Module, size: Sequence[int], batch: int = 1, *, repeats: int = 10,
                     warmup: int = 2, channels_last: bool = False) -> float:
-    """Median wall time of one inference forward pass, in milliseconds.
-
-    Runs under ``torch.inference_mode`` in eval mode; on CUDA it synchronises around each run.
-    """
+    """Median wall time of one inference forward pass, in milliseconds: eval mode, under
+    ``torch.inference_mode``; the model's mode and memory format are restored afterwards."""
     device = next(model.parameters()).device
-    model.eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     x = _input(model, size, batch, device, channels_last)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            model(x)
-            sync()
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    with _prepared(model, train=False, channels_last=channels_last), torch.inference_mode():
+        return statistics.median(_times(lambda: model(x), repeats=repeats, warmup=warmup,
+                                        device=device))
 
 
 def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
                        repeats: int = 3, warmup: int = 1, channels_last: bool = False,
                        amp_dtype: torch.dtype | None = None) -> float:
     """Median wall time of one SGD training step (forward, cross-entropy, backward, update)
-    on random data, in milliseconds; ``amp_dtype`` runs the forward under autocast."""
+    on random data, in milliseconds; ``amp_dtype`` runs the forward under autocast. The
+    weights change (lr 1e-6); the model's mode and memory format are restored."""
     device = next(model.parameters()).device
-    model.train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     x = _input(model, size, batch, device, channels_last)
     target = torch.randint(0, getattr(model, "num_classes", 2), (batch, *size), device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    for i in range(warmup + repeats):
-        sync()
-        start = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             logits = model(x)
@@ -116,33 +135,25 @@ def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        sync()
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+
+    with _prepared(model, train=True, channels_last=channels_last):
+        return statistics.median(_times(step, repeats=repeats, warmup=warmup, device=device))
 
 
 def conv_ceiling(device: torch.device | str = "cpu", *, channels_last: bool = True,
                  dtype: torch.dtype = torch.float32, repeats: int = 10) -> float:
     """GFLOP/s of a large 3x3 convolution (256 -> 256 channels, 56x56, batch 8), from its
     fastest run: the peak rate the machine reaches on the work that dominates these networks."""
+    device = torch.device(device)
     conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, dtype)
     x = torch.randn(8, 256, 56, 56, device=device, dtype=dtype)
     if channels_last:
         conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(
             memory_format=torch.channels_last)
     flops = 2 * 256 * 256 * 9 * 56 * 56 * 8
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    times = []
     with torch.inference_mode():
-        for i in range(repeats + 2):
-            sync()
-            start = time.perf_counter()
-            conv(x)
-            sync()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-    return flops / min(times) / 1e9
+        fastest = min(_times(lambda: conv(x), repeats=repeats, warmup=2, device=device))
+    return flops / (fastest / 1e3) / 1e9
 
 
 def peak_memory(model: nn.Module, size: Sequence[int], batch: int = 1, *,
@@ -154,9 +165,6 @@ def peak_memory(model: nn.Module, size: Sequence[int], batch: int = 1, *,
     PyTorch profiler records while the pass runs.
     """
     device = next(model.parameters()).device
-    model.train(train)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     x = _input(model, size, batch, device, channels_last)
 
     def one_pass() -> None:
@@ -167,14 +175,15 @@ def peak_memory(model: nn.Module, size: Sequence[int], batch: int = 1, *,
             with torch.inference_mode():
                 model(x)
 
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        one_pass()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    return _cpu_peak(one_pass) / 2**20
+    with _prepared(model, train=train, channels_last=channels_last):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            one_pass()
+            torch.cuda.synchronize()
+            return (torch.cuda.max_memory_allocated() - base) / 2**20
+        return _cpu_peak(one_pass) / 2**20
 
 
 @contextlib.contextmanager

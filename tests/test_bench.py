@@ -61,3 +61,17 @@ def test_train_step_and_ceiling_are_measured():
     assert measure_train_step(model, (16, 16), 2, repeats=1) > 0
     assert not torch.equal(model[0].weight, before), "a training step updates the weights"
     assert conv_ceiling(repeats=1) > 1  # GFLOP/s
+
+
+def test_measurements_leave_the_models_mode_and_memory_format():
+    from rnlib.bench import measure_latency, measure_train_step
+
+    model = OneConv().train()
+    measure_latency(model, (8, 8), repeats=1, channels_last=True)
+    assert model.training and model.conv.weight.is_contiguous()
+    model.eval().to(memory_format=torch.channels_last)
+    model.num_classes = 8
+    measure_train_step(model, (8, 8), repeats=1, channels_last=True)
+    peak_memory(model, (8, 8), train=True, channels_last=True)
+    assert not model.training
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)

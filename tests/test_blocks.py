@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnlib.blocks import RCU, ChainedResidualPooling, MultiResolutionFusion, RefineNetBlock
+from rnlib.blocks import (
+    RCU,
+    ChainedResidualPooling,
+    MultiResolutionFusion,
+    RefineNetBlock,
+    max_pool5,
+)
 
 
 def test_rcu_is_x_plus_two_relu_convs():
@@ -25,12 +31,14 @@ def test_rcu_with_zero_convs_is_identity():
     assert torch.equal(rcu(x), x)
 
 
-def test_fusion_resizes_to_the_largest_input_by_size():
-    mrf = MultiResolutionFusion([16, 32, 8], 8)
+@pytest.mark.parametrize("align_corners", [True, False])
+def test_fusion_resizes_to_the_largest_input_by_size(align_corners):
+    mrf = MultiResolutionFusion([16, 32, 8], 8, align_corners=align_corners)
     xs = [torch.randn(2, 16, 15, 17), torch.randn(2, 32, 8, 9), torch.randn(2, 8, 4, 5)]
     out = mrf(xs)
     assert out.shape == (2, 8, 15, 17)  # 8x9 -> 15x17 is not a factor of 2
-    expected = sum(F.interpolate(c(x), size=(15, 17), mode="bilinear", align_corners=False)
+    expected = sum(F.interpolate(c(x), size=(15, 17), mode="bilinear",
+                                 align_corners=align_corners)
                    if x.shape[-2:] != (15, 17) else c(x) for c, x in zip(mrf.convs, xs))
     assert torch.allclose(out, expected, atol=1e-5)
 
@@ -50,9 +58,25 @@ def test_fusion_rejects_paths_that_do_not_match():
         mrf([torch.randn(1, 16, 8, 8)])
 
 
-def test_separable_pooling_equals_5x5_max_pool():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_index_free_pooling_equals_5x5_max_pool(channels_last):
     x = torch.randn(2, 3, 13, 10)
-    assert torch.equal(ChainedResidualPooling.pool(x), F.max_pool2d(x, 5, stride=1, padding=2))
+    x[:, :, 4:9, 2:7] = 0.0  # ties, as after a ReLU
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = F.max_pool2d(x, 5, stride=1, padding=2)
+    assert torch.equal(max_pool5(x), expected)
+    assert max_pool5(x).is_contiguous(memory_format=torch.channels_last) == channels_last
+    with torch.inference_mode():
+        assert torch.equal(ChainedResidualPooling.pool(x), expected)
+
+
+def test_pooling_with_gradients_sends_each_to_one_maximum():
+    x = torch.zeros(1, 1, 5, 5, requires_grad=True)  # every window is all ties
+    ChainedResidualPooling.pool(x).sum().backward()
+    reference = torch.zeros(1, 1, 5, 5, requires_grad=True)
+    F.max_pool2d(reference, 5, 1, 2).sum().backward()
+    assert torch.equal(x.grad, reference.grad)
 
 
 def _chain(crp, x):
@@ -109,3 +133,33 @@ def test_light_weight_block_has_only_1x1_convs_and_no_rcu():
     kernels = {m.kernel_size for m in block.modules() if isinstance(m, nn.Conv2d)}
     assert kernels == {(1, 1)}
     assert not any(isinstance(m, RCU) for m in block.modules())
+
+
+@pytest.mark.parametrize("make", [lambda: RCU(6), lambda: ChainedResidualPooling(6, 3),
+                                  lambda: MultiResolutionFusion([6, 4], 6)],
+                         ids=["RCU", "CRP", "fusion"])
+def test_in_place_sums_give_the_gradients_of_the_formulas(make):
+    """The blocks add in place on their convolutions' new outputs: autograd must agree with
+    the out-of-place formula, for the weights and for the input."""
+    torch.manual_seed(0)
+    block = make()
+    shapes = [(2, 6, 9, 7)] if not isinstance(block, MultiResolutionFusion) else [
+        (2, 6, 9, 7), (2, 4, 5, 4)]
+    xs = [torch.randn(s, requires_grad=True) for s in shapes]
+
+    def formula(inputs):
+        if isinstance(block, RCU):
+            x = inputs[0]
+            return x + block.conv2(F.relu(block.conv1(F.relu(x))))
+        if isinstance(block, ChainedResidualPooling):
+            return _chain(block, inputs[0])
+        return sum(F.interpolate(c(x), size=(9, 7), mode="bilinear", align_corners=True)
+                   if x.shape[-2:] != (9, 7) else c(x) for c, x in zip(block.convs, inputs))
+
+    got = block(xs[0]) if len(xs) == 1 else block(xs)
+    grads = torch.autograd.grad(got.square().sum(), [*xs, *block.parameters()])
+    expected = formula(xs)
+    want = torch.autograd.grad(expected.square().sum(), [*xs, *block.parameters()])
+    assert torch.allclose(got, expected, atol=1e-5)
+    for g, w in zip(grads, want):
+        assert torch.allclose(g, w, atol=1e-4, rtol=1e-4)

@@ -128,7 +128,9 @@ def test_bad_images_get_a_clear_error(small_model, x, error, words):
     ({"name": "refinenet", "num_classes": 0}, r"num_classes must be .* >= 1"),
     ({"name": "fcn8s", "num_classes": 2.5}, r"num_classes must be"),
     ({"name": "tv-fcn", "backbone": "resnet18"}, r"resnet50 and resnet101 only"),
-    ({"name": "refinenet", "cascade": "3-cascade"}, r"unknown cascade"),
+    ({"name": "refinenet", "cascade": "3-cascade"}, r"refinenet has no option 'cascade'"),
+    ({"name": "refinenet", "widths": 64}, r"option widths=64 should be like its default"),
+    ({"name": "refinenet", "residual_init": "ones"}, r"residual_init must be one of"),
 ])
 def test_bad_build_arguments_get_a_clear_error(kwargs, words):
     kwargs = {"num_classes": 3, "backbone": "resnet18", **kwargs}
@@ -150,3 +152,26 @@ def test_pretrained_backbone_asks_torchvision_for_imagenet_weights(monkeypatch):
     monkeypatch.setattr(torchvision.models, "get_model", spy)
     rnlib.build_model("fcn8s", num_classes=2, backbone="resnet18", pretrained_backbone=True)
     assert asked == {"resnet18": torchvision.models.ResNet18_Weights.DEFAULT}
+
+
+def test_released_configuration_defaults():
+    """The released code: dropout 0.5 on layer3 and layer4 in both, before the classifier in the
+    full RefineNet only; every resize of a RefineNet with align_corners=True."""
+    full = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16))
+    light = rnlib.build_model("refinenet-lw", num_classes=3, backbone="resnet18")
+    assert (full.decoder.feature_dropout.p, full.decoder.classifier_dropout.p) == (0.5, 0.5)
+    assert (light.decoder.feature_dropout.p, light.decoder.classifier_dropout.p) == (0.5, 0.0)
+    for model in (full, light):
+        assert model.align_corners and all(b.fuse.align_corners for b in model.decoder.blocks)
+    other = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16),
+                              align_corners=False, feature_dropout=0.1, classifier_dropout=0.2)
+    assert not other.align_corners and not any(b.fuse.align_corners for b in other.decoder.blocks)
+    assert (other.decoder.feature_dropout.p, other.decoder.classifier_dropout.p) == (0.1, 0.2)
+
+
+def test_zero_residual_init_makes_every_block_start_as_the_identity():
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16),
+                              residual_init="zero")
+    for block in model.decoder.blocks:
+        x = torch.randn(1, block.out_channels, 6, 7)
+        assert torch.equal(block.out(x), x) and torch.equal(block.pool(x), torch.relu(x))
