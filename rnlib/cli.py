@@ -128,6 +128,9 @@ def _compare(args: argparse.Namespace) -> None:
     _write(out / f"{name}.md", text)
     _write(out / f"{name}.json", json.dumps(rows_as_dicts(rows), indent=1))
     viz.plot_comparison(rows, f"{name}: {args.preset}").savefig(out / f"{name}.png", dpi=110)
+    if any(len(c["step"]) > 1 for r in rows for c in r.curves):  # --eval-every-steps: curves
+        viz.plot_curves(rows, f"{name}: validation mIoU").savefig(out / f"{name}-curves.png",
+                                                                 dpi=110)
 
 
 def _bench(args: argparse.Namespace) -> None:

@@ -83,6 +83,7 @@ class Row:
     checkpoints: list[str]
     classes: list[str]
     lr_search: dict[str, float] = field(default_factory=dict)  # lr -> validation mIoU
+    curves: list[dict] = field(default_factory=list)  # per seed: validation mIoU by step, seconds
 
 
 def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
@@ -192,7 +193,10 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
                total_s=time.perf_counter() - start, reused=reused,
                steps=trainers[-1].step, checkpoints=[str(t.out_dir / CHECKPOINT)
                                                      for t in trainers],
-               classes=classes, lr_search=search)
+               classes=classes, lr_search=search,
+               curves=[{"seed": seed, "step": t.history.get("eval_step", []),
+                        "seconds": t.history.get("eval_elapsed_s", []),
+                        "miou": t.history.get("val_miou", [])} for seed, t in zip(seeds, trainers)])
 
 
 def _pm(mean: float, std: float, seeds: int) -> str:

@@ -12,7 +12,8 @@ import torch
 from .data.synthetic import PALETTE
 from .data.transforms import IGNORE_INDEX, denormalize
 
-__all__ = ["colorize", "overlay", "show_predictions", "plot_history", "plot_comparison"]
+__all__ = ["colorize", "overlay", "show_predictions", "plot_history", "plot_comparison",
+           "plot_curves"]
 
 
 def colorize(mask: torch.Tensor | np.ndarray, palette: Sequence[tuple[int, int, int]] = PALETTE
@@ -69,8 +70,8 @@ def plot_history(histories: dict[str, dict[str, list[float]]]) -> plt.Figure:
         else:
             loss_ax.plot(h["step"], h["train_loss"], marker="o", label=name)
         if "val_miou" in h:
-            steps = h["step"][-len(h["val_miou"]):]
-            miou_ax.plot(steps, [100 * v for v in h["val_miou"]], marker="o", label=name)
+            miou_ax.plot(h["eval_step"], [100 * v for v in h["val_miou"]], marker="o",
+                         label=name)
     loss_ax.set(xlabel="step", ylabel="training loss")
     miou_ax.set(xlabel="step", ylabel="validation mIoU (%)")
     loss_ax.legend(fontsize=8)
@@ -93,6 +94,30 @@ def plot_comparison(rows: Sequence, title: str = "") -> plt.Figure:
         ax.tick_params(labelsize=8)
     for ax in axes[1:]:
         ax.set_yticklabels([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(rows: Sequence, title: str = "") -> plt.Figure:
+    """Validation mIoU of compare() rows against training steps and against training seconds:
+    the mean over seeds, with the range of the seeds shaded."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for i, r in enumerate(rows):
+        curves = [c for c in r.curves if c["step"]]
+        if not curves:
+            continue
+        n = min(len(c["step"]) for c in curves)
+        miou = 100 * np.array([c["miou"][:n] for c in curves])  # (seeds, evaluations)
+        colour = plt.cm.tab10(i % 10)
+        for ax, x in zip(axes, (np.array(curves[0]["step"][:n]),
+                                np.mean([c["seconds"][:n] for c in curves], axis=0))):
+            ax.plot(x, miou.mean(0), color=colour, label=r.name)
+            ax.fill_between(x, miou.min(0), miou.max(0), color=colour, alpha=0.2, linewidth=0)
+    axes[0].set(xlabel="training step", ylabel="validation mIoU (%)")
+    axes[1].set(xlabel="training seconds (this machine)")
+    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,0 +1,58 @@
+"""The reference comparison (issue 9): every contender trained until its mIoU stops rising,
+with three seeds and the same learning-rate grid, chosen on validation, reported on test.
+
+RefineNet against FCN-32s, FCN-8s and the dilated network, and RefineNet taken apart (without
+chained pooling, without RCUs, 2- and 1-cascade), all fine-tuning the course's pretrained
+ResNet-18 on Shapes with the "reference" preset. Runs are budgeted in steps, so the numbers
+come back on any machine of the same kind; only the seconds are this machine's.
+
+    .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
+                                                 #    rnlib/results/reference.json
+
+Interrupted, it continues where it stopped (finished runs are reused from runs/reference).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rnlib import viz
+from rnlib.compare import ABLATIONS, BASELINES, compare, format_margins, format_rows, rows_as_dicts
+from rnlib.config import PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = [0, 1, 2]
+LR_GRID = [3e-4, 1e-3, 3e-3]  # AdamW; the same for every model
+
+
+def main() -> int:
+    config = PRESETS["reference"]
+    started = time.perf_counter()
+    rows = compare(config, {**BASELINES, **ABLATIONS}, ROOT / "runs" / "reference", seeds=SEEDS,
+                   lr_grid=LR_GRID, resume=True)
+    hours = (time.perf_counter() - started) / 3600
+    baselines = [r for r in rows if r.name in BASELINES]
+    ablations = [r for r in rows if r.name in ABLATIONS]
+    text = (f"# Reference comparison\n\nMade by `python benchmarks/reference.py` on "
+            f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__} "
+            f"({hours:.1f} h for the runs not reused). Preset `reference`.\n\n"
+            f"{format_rows(rows, config)}\n## Margins against RefineNet, seed by seed\n\n"
+            f"Baselines:\n\n{format_margins(baselines, 'RefineNet (4-cascade)')}\n\n"
+            f"Ablations:\n\n{format_margins(ablations, 'RefineNet (4-cascade)')}\n")
+    print(text)
+    (ROOT / "benchmarks" / "reference.md").write_text(text)
+    (ROOT / "rnlib" / "results" / "reference.json").write_text(
+        json.dumps(rows_as_dicts(rows), indent=1))
+    viz.plot_curves(rows, "reference: validation mIoU, mean and range of 3 seeds").savefig(
+        ROOT / "benchmarks" / "reference.png", dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Recorded results that travel with the package, for notebooks in Colab as on a clone:
+``reference()`` is the reference comparison of ``benchmarks/reference.py`` (all contenders,
+three seeds, trained to a plateau), as :class:`rnlib.compare.Row` objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..compare import Row
+
+__all__ = ["reference", "load_rows"]
+
+FOLDER = Path(__file__).resolve().parent
+
+
+def load_rows(path: str | Path) -> list[Row]:
+    """Rows written by ``rnlib compare`` (its JSON file)."""
+    return [Row(**row) for row in json.loads(Path(path).read_text())]
+
+
+def reference() -> list[Row]:
+    """The reference comparison recorded by ``python benchmarks/reference.py``."""
+    path = FOLDER / "reference.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run python benchmarks/reference.py")
+    return load_rows(path)
