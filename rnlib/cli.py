@@ -48,11 +48,7 @@ def _config(args: argparse.Namespace, base=None):
     """The run's config: the preset (or ``base``), the file, then every flag given."""
     from .config import make_config
 
-    data_options = {}
-    if args.data_dir:
-        data_options["root"] = args.data_dir
-    if args.count:
-        data_options["count"] = args.count
+    data_options = {"count": args.count} if args.count else {}
     flags = {
         "model": getattr(args, "model", None), "backbone": args.backbone,
         "dataset": args.dataset, "num_classes": args.num_classes,
@@ -66,7 +62,7 @@ def _config(args: argparse.Namespace, base=None):
     flags.update(_pairs(args.set, "--set"))
     if data_options:
         flags["data_options"] = {**flags.get("data_options", {}), **data_options}
-    return make_config(base or args.preset, file=args.config,
+    return make_config(base or args.preset, file=args.config, data_dir=args.data_dir,
                        model_options=_pairs(args.model_option, "--model-option"), **flags)
 
 

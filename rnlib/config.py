@@ -219,10 +219,13 @@ def dump_config(config: TrainConfig) -> str:
 
 
 def make_config(base: str | TrainConfig = "cpu-quick", *, file: str | Path | None = None,
-                model_options: Mapping[str, object] = (), **overrides) -> TrainConfig:
+                model_options: Mapping[str, object] = (), data_dir: str | Path | None = None,
+                **overrides) -> TrainConfig:
     """A preset (or ``base`` config), then the file's values, then ``overrides`` (the command
     line's flags; None means not given) and ``model_options`` on top; checked as a whole. A
-    model named on top keeps only the base's model options that it takes."""
+    model or dataset named on top keeps only the base's options that it takes. ``data_dir``
+    is where datasets are cached: the ``root`` of those that have one (a folder dataset is
+    read where it is)."""
     if isinstance(base, str):
         if base not in PRESETS:
             raise ValueError(f"unknown preset {base!r}; choose one of {', '.join(PRESETS)}")
@@ -243,6 +246,8 @@ def make_config(base: str | TrainConfig = "cpu-quick", *, file: str | Path | Non
     takes = dataset_options(dataset)  # a preset's Shapes options do not go to another dataset
     values["data_options"] = {k: v for k, v in values["data_options"].items() if k in takes}
     values["data_options"].update(given.pop("data_options", {}))
+    if data_dir is not None and "root" in takes:
+        values["data_options"]["root"] = str(data_dir)
     unknown = set(given) - set(values)
     if unknown:
         TrainConfig.from_dict(given)  # raises the error that names them

@@ -7,7 +7,14 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from rnlib.data import SegmentationDataset, eval_transform, load_source, train_transform
+from rnlib.data import (
+    DataError,
+    SegmentationDataset,
+    check_labels,
+    eval_transform,
+    load_source,
+    train_transform,
+)
 from rnlib.data.sources import HFSource, folder, pets, shapes, voc
 from rnlib.data.synthetic import CLASSES, ShapesConfig, make_sample, make_samples
 
@@ -94,23 +101,47 @@ def _write_pair(root, name, size=(20, 16), labels=(0, 1), image_dir="images", ma
 def test_folder_source(tmp_path):
     mask = _write_pair(tmp_path, "a")
     _write_pair(tmp_path, "b")
-    source = load_source(str(tmp_path))
+    source = load_source(str(tmp_path), "all")
     assert len(source) == 2
     assert np.array_equal(source[0][1], mask)
+
+
+def test_a_folder_without_splits_is_split_80_10_10_the_same_way_every_time(tmp_path):
+    for i in range(20):
+        _write_pair(tmp_path, f"img{i:02d}")
+    parts = {s: [p.name for p in folder(tmp_path, s).images] for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [16, 2, 2]
+    assert sorted(sum(parts.values(), [])) == sorted(p.name for p in folder(tmp_path, "all").images)
+    assert parts == {s: [p.name for p in folder(tmp_path, s).images] for s in parts}
+
+
+def test_split_folders_and_class_names(tmp_path):
+    for split in ("train", "val"):
+        _write_pair(tmp_path / split, "a")
+    (tmp_path / "classes.txt").write_text("sky\nroad\n")
+    source = load_source(str(tmp_path), "val")
+    assert len(source) == 1 and source.classes == ("sky", "road")
+    assert source.palette[:2] == ((0, 0, 0), (128, 0, 0))  # VOC's colour map
+
+
+def test_a_tiny_folder_cannot_be_split(tmp_path):
+    _write_pair(tmp_path, "a")
+    with pytest.raises(ValueError, match="too few to split.*train/ and val/"):
+        folder(tmp_path, "train")
 
 
 def test_folder_missing_mask_names_the_image(tmp_path):
     _write_pair(tmp_path, "a")
     (tmp_path / "masks" / "a.png").unlink()
     with pytest.raises(FileNotFoundError, match="a.jpg"):
-        folder(tmp_path)
+        folder(tmp_path, "all")
 
 
 def test_corrupt_image_is_named(tmp_path):
     _write_pair(tmp_path, "a")
     (tmp_path / "images" / "a.jpg").write_bytes(b"not a jpeg at all")
-    data = SegmentationDataset(folder(tmp_path), 2)
-    with pytest.raises(ValueError, match=r"cannot read image file .*a\.jpg.*corrupt"):
+    data = SegmentationDataset(folder(tmp_path, "all"), 2)
+    with pytest.raises(DataError, match=r"cannot read image file .*a\.jpg.*corrupt"):
         data[0]
 
 
@@ -118,22 +149,24 @@ def test_mask_of_another_size_is_an_error(tmp_path):
     _write_pair(tmp_path, "a")
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "masks" / "a.png")
     with pytest.raises(ValueError, match=r"a\.jpg.*20x16 but its mask is 5x5"):
-        SegmentationDataset(folder(tmp_path), 2)[0]
+        SegmentationDataset(folder(tmp_path, "all"), 2)[0]
 
 
 def test_labels_out_of_range_are_an_error_but_ignore_is_fine(tmp_path):
     _write_pair(tmp_path, "a", labels=(0, 1, 255))
-    assert SegmentationDataset(folder(tmp_path), 2)[0][1].max() == 255
+    assert SegmentationDataset(folder(tmp_path, "all"), 2)[0][1].max() == 255
     _write_pair(tmp_path, "b", labels=(0, 7))
-    with pytest.raises(ValueError, match=r"b\.jpg: mask holds labels \[7\] but the model has 2 classes"):
-        SegmentationDataset(folder(tmp_path), 2)[1]
+    with pytest.raises(DataError, match=r"b\.jpg: mask holds labels \[7\] but the model has 2 classes"):
+        SegmentationDataset(folder(tmp_path, "all"), 2)[1]
+    with pytest.raises(DataError, match=r"b\.jpg: mask holds labels \[7\]"):
+        check_labels(folder(tmp_path, "all"), 2)  # before training: a spread of masks
 
 
 def test_empty_dataset_is_an_error(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     with pytest.raises(ValueError, match="no samples"):
-        SegmentationDataset(folder(tmp_path), 2)
+        SegmentationDataset(folder(tmp_path, "all"), 2)
 
 
 def test_voc_layout(tmp_path):
@@ -142,11 +175,11 @@ def test_voc_layout(tmp_path):
                        mask_dir="SegmentationClass")
     (base / "ImageSets" / "Segmentation").mkdir(parents=True)
     (base / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000032\n")
-    source = voc(tmp_path, "train")
+    source = voc("train", root=tmp_path)
     assert len(source) == 1 and source.classes[15] == "person"
     assert np.array_equal(source[0][1], mask)
     with pytest.raises(FileNotFoundError, match="download=True"):
-        voc(tmp_path, "val")
+        voc("val", root=tmp_path)
 
 
 def test_voc_palette_masks_keep_their_indices(tmp_path):
@@ -158,14 +191,14 @@ def test_voc_palette_masks_keep_their_indices(tmp_path):
     palette_mask.save(base / "SegmentationClass" / "x.png")
     (base / "ImageSets" / "Segmentation").mkdir(parents=True)
     (base / "ImageSets" / "Segmentation" / "train.txt").write_text("x\n")
-    assert np.array_equal(voc(tmp_path)[0][1], labels)
+    assert np.array_equal(voc(root=tmp_path)[0][1], labels)
 
 
 def test_pets_trimaps_become_background_pet_ignore(tmp_path):
     base = tmp_path / "oxford-iiit-pet"
     trimap = _write_pair(base, "Abyssinian_1", labels=(1, 2, 3), mask_dir="annotations/trimaps")
     (base / "annotations" / "trainval.txt").write_text("Abyssinian_1 1 1 1\n")
-    labels = pets(tmp_path)[0][1]
+    labels = pets("val", root=tmp_path)[0][1]  # one image: the val tenth holds it
     assert np.array_equal(labels, np.select([trimap == 1, trimap == 2], [1, 0], 255))
 
 
@@ -178,7 +211,7 @@ def test_huggingface_dataset_from_disk(tmp_path):
          "annotation": [Image.fromarray(np.ones((8, 8), np.uint8))]},
         features=datasets.Features({"img": datasets.Image(), "annotation": datasets.Image()}))
     ds.save_to_disk(str(tmp_path / "hf"))
-    source = load_source(f"hf:{tmp_path / 'hf'}")
+    source = load_source(f"hf:{tmp_path / 'hf'}", "all")
     assert source[0][1].sum() == 64
     with pytest.raises(ValueError, match="no mask column .*mask_column="):
         HFSource(ds.remove_columns("annotation"), "no masks")

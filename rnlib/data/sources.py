@@ -227,9 +227,12 @@ def _save(ds, path: Path) -> None:
 
 def _pool_split(n: int, split: str, what: str) -> list[int]:
     """Indices of ``split`` in a pool of ``n`` samples that has no splits of its own: a fixed
-    shuffle, a tenth (at least one) for val, a tenth for test, the rest for train."""
+    shuffle, a tenth (at least one) for val, a tenth for test, the rest for train; ``all``
+    takes every sample."""
+    if split == "all":
+        return list(range(n))
     if split not in SPLITS:
-        raise ValueError(f"{what} has splits {', '.join(SPLITS)}, got {split!r}")
+        raise ValueError(f"{what} has splits {', '.join(SPLITS)} (and all), got {split!r}")
     if n < 3:
         raise ValueError(f"{what} has {n} samples, too few to split into train, val and test; "
                          f"add images, or make train/ and val/ folders of your own")
