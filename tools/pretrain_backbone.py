@@ -7,7 +7,7 @@ backbone on every machine. The weights are written in half precision as a plain 
 to a JSON file with their provenance: this command, its time, the validation accuracy, the
 versions and a SHA-256 of the weights.
 
-    .venv/bin/python tools/pretrain_backbone.py              # about an hour on 2 CPU cores
+    .venv/bin/python tools/pretrain_backbone.py              # about 40 minutes on one CPU core
     .venv/bin/python tools/pretrain_backbone.py --steps 20 --out /tmp/try.pt   # a smoke test
 
 Training data is an endless stream: step ``k`` draws images ``k * batch .. (k+1) * batch - 1``
@@ -67,15 +67,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--size", type=int, default=96, help="image side in pixels")
-    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD)")
     parser.add_argument("--seed", type=int, default=0, help="the weights' initial seed")
     parser.add_argument("--val-count", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200, help="steps of linear warm-up")
     parser.add_argument("--log-every", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads; the weights depend on it only by float rounding, "
+                             "and 1 gives the same weights on every machine")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = torchvision.models.resnet18(num_classes=len(GLYPHS))
     model = model.to(memory_format=torch.channels_last)
