@@ -1,9 +1,10 @@
-"""The authors' forward pass, written independently with torch.nn.functional (eval mode).
+"""The authors' forward pass, written independently with torch.nn.functional (eval mode): the
+yardstick that :mod:`rnlib.convert` and rnlib's models are checked against.
 
-A reference that does not trust rnlib's conversion table: it reads a state dict with the
-authors' key names (Light-Weight RefineNet, Nekrasov et al. 2018; RefineNet, Lin et al. 2017,
-as their PyTorch code lays them out) and computes their network's logits at 1/4 resolution,
-from the facts of their layer order:
+It does not trust rnlib's conversion table: it reads a state dict with the authors' key names
+(Light-Weight RefineNet, Nekrasov et al. 2018; RefineNet, Lin et al. 2017, as their PyTorch code
+lays them out) and computes their network's logits at 1/4 resolution, from the facts of their
+layer order (their code itself is not copied here):
 
 - ResNet: conv1 7x7/2, bn1, ReLU, max pooling 3x3/2; bottleneck blocks (1x1, 3x3 with the
   stage's stride, 1x1, each followed by batch norm; ReLU after the first two and after the sum

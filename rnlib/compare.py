@@ -29,7 +29,7 @@ from .data import SegmentationDataset, eval_transform
 from .runs import class_names, make_source, resolve_classes, train
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "compare", "run_dir", "format_rows",
-           "format_times", "format_margins", "rows_as_dicts", "plateau"]
+           "format_times", "format_margins", "format_versus", "rows_as_dicts", "plateau"]
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,23 @@ def format_margins(rows: list[Row], reference: str) -> str:
         same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
         lines.append(f"| {r.name} | {statistics.fmean(diffs):+.1f} | {min(diffs):+.1f} .. "
                      f"{max(diffs):+.1f} | {'yes' if same else 'no'} |")
+    return "\n".join(lines)
+
+
+def format_versus(mine: list[Row], reference: list[Row]) -> str:
+    """Your rows next to the reference's of the same models: mIoU, boundary F and the steps
+    each was trained for (the reference: mean ± standard deviation over its seeds)."""
+    ref = {r.name: r for r in reference}
+    lines = ["| model | your mIoU | reference mIoU | your boundary F | reference boundary F | "
+             "your steps | reference steps |", "|---|---|---|---|---|---|---|"]
+    for r in mine:
+        if r.name not in ref:
+            continue
+        t = ref[r.name]
+        n = len(t.seeds)
+        lines.append(f"| {r.name} | {100 * r.miou:.1f} | {_pm(t.miou, t.miou_std, n)} | "
+                     f"{100 * r.boundary_f:.1f} | {_pm(t.boundary_f, t.boundary_f_std, n)} | "
+                     f"{r.steps} | {t.steps} |")
     return "\n".join(lines)
 
 

@@ -61,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     poly_power: float = 0.9
+    warmup_steps: int = 0  # the learning rate rises linearly over these first steps
     freeze_bn: bool = False
     sync_bn: bool = False  # SyncBatchNorm across the processes of a distributed run
     amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
@@ -104,7 +105,8 @@ class TrainConfig:
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(0 < self.scale[0] <= self.scale[1], f"scale must be (low, high) with "
                                                  f"0 < low <= high, got {self.scale}")
-        for name in ("eval_every", "eval_every_steps", "save_every_steps", "save_every_minutes",
+        for name in ("warmup_steps", "eval_every", "eval_every_steps", "save_every_steps",
+                     "save_every_minutes",
                      "num_workers", "weight_decay", "backbone_lr_mult"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -162,21 +164,27 @@ def plain(value):
 
 
 # The course's presets. Runs are budgeted in steps or epochs, so that a result does not depend on
-# the machine's speed; every model fine-tunes the same pretrained ResNet (rnlib.weights).
+# the machine's speed; every model fine-tunes the same pretrained ResNet (rnlib.weights) with
+# the paper's recipe of a 10x lower learning rate for the pretrained backbone. The learning rate
+# warms up over 50 steps for every model: without it Adam's first steps blow up RefineNet's
+# unnormalised decoder (benchmarks/refinenet_start.md).
+_COURSE = TrainConfig(
+    model="refinenet", backbone="resnet18", pretrained_backbone="glyphs",
+    model_options={"widths": (64, 64)}, dataset="shapes",
+    data_options={"count": 2000, "size": 128}, crop=128, batch_size=8, epochs=1,
+    optimizer="adamw", lr=1e-3, warmup_steps=50, backbone_lr_mult=0.1, weight_decay=1e-4,
+    eval_every=0)
 PRESETS: dict[str, TrainConfig] = {
     # The course on 2 CPU cores: ResNet-18 pretrained on Glyphs, a 64-wide decoder (a 256-wide
     # one runs 5.3x slower per step, DESIGN §9), 128x128 Shapes; four models in 5 minutes.
-    "cpu-quick": TrainConfig(
-        model="refinenet", backbone="resnet18", pretrained_backbone="glyphs",
-        model_options={"widths": (64, 64)}, dataset="shapes",
-        data_options={"count": 2000, "size": 128}, crop=128, batch_size=8, epochs=1,
-        optimizer="adamw", lr=1e-3, weight_decay=1e-4, eval_every=0),
+    "cpu-quick": _COURSE,
+    # The course's reference (benchmarks/reference.py): the same task, twice as long, with
+    # learning curves; every model's mIoU has stopped rising by its end.
+    "reference": replace(_COURSE, epochs=2, eval_every_steps=50),
     # The same task on a GPU: the paper's decoder widths, 256x256 Shapes, AMP.
-    "gpu-quick": TrainConfig(
-        model="refinenet", backbone="resnet18", pretrained_backbone="glyphs",
-        model_options={"widths": (512, 256)}, dataset="shapes",
-        data_options={"count": 4000, "size": 256}, crop=256, batch_size=16, epochs=8,
-        optimizer="adamw", lr=1e-3, weight_decay=1e-4, num_workers=4),
+    "gpu-quick": replace(
+        _COURSE, model_options={"widths": (512, 256)}, data_options={"count": 4000, "size": 256},
+        crop=256, batch_size=16, epochs=8, eval_every=1, num_workers=4),
     # The paper's setting on a GPU: ResNet-101 with ImageNet weights (a download), 512/256
     # widths, PASCAL VOC 2012 at 512x512 crops, SGD with a 10x lower backbone learning rate.
     "gpu": TrainConfig(

@@ -67,13 +67,17 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: Callable[[], int],
-                    schedule: Schedule = poly_lr, power: float = 0.9
+                    schedule: Schedule = poly_lr, power: float = 0.9, warmup_steps: int = 0
                     ) -> torch.optim.lr_scheduler.LambdaLR:
     """Each group's learning rate follows ``schedule`` (called with base_lr 1: the factor on
-    the group's own rate) over ``total_steps()``, which a time budget may re-plan."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: float(schedule(min(step, total_steps()), total_steps(), 1.0,
-                                               power)))
+    the group's own rate) over ``total_steps()``, which a time budget may re-plan; over the
+    first ``warmup_steps`` steps it is also scaled by a linear rise from 1/warmup_steps to 1."""
+
+    def factor(step: int) -> float:
+        rise = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+        return rise * float(schedule(min(step, total_steps()), total_steps(), 1.0, power))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:

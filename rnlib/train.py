@@ -115,7 +115,7 @@ class Trainer:
         self.budget = Budget(steps_per_epoch=self.steps_per_epoch, epochs=config.epochs,
                              steps=config.steps, seconds=config.time_budget_s)
         self.scheduler = build_scheduler(self.optimizer, lambda: self.budget.total_steps,
-                                         schedule, config.poly_power)
+                                         schedule, config.poly_power, config.warmup_steps)
         self.step, self.train_seconds = 0, 0.0
         self.history: dict[str, list] = {}
         self._saved_at = time.monotonic()

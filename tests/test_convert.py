@@ -3,7 +3,7 @@
 Three kinds of checks: the table (every tensor reaches the module it names, and back), the
 errors (a key missing, extra or misshapen is named), and the function: with random weights in
 the authors' layout, rnlib's converted model computes the logits of an independent functional
-implementation of their forward pass (tests/authors_forward.py).
+implementation of their forward pass (rnlib.authors).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import argparse
 
 import pytest
 import torch
-from authors_forward import authors_forward, random_authors_state
 from torch import nn
 
 import rnlib
 from rnlib import convert
+from rnlib.authors import authors_forward, random_authors_state
 from rnlib.convert import (
     ARCHITECTURES,
     convert_checkpoint,

@@ -347,3 +347,14 @@ def test_time_budget_is_kept_when_steps_slow_down(data, tmp_path, monkeypatch):
     assert clock.steps - trainer.step == 4  # the probe: a warm-up and 3 timed steps
     assert 9.5 <= history["elapsed_s"][-1] <= 10.5  # the 80 steps first planned take 16.75 s
     assert trainer.step < 60
+
+
+def test_warm_up_rises_linearly_then_follows_the_schedule(data, tmp_path):
+    trainer = _trainer(data, tmp_path, _config(warmup_steps=4, epochs=2, optimizer="sgd",
+                                               lr=0.1))
+    lrs = []
+    for _ in range(8):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.scheduler.step()
+    poly = [0.1 * (1 - k / 8) ** 0.9 for k in range(8)]
+    assert lrs == pytest.approx([p * min(1, (k + 1) / 4) for k, p in enumerate(poly)])
