@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from .data import SegmentationDataset, eval_transform
 from .runs import class_names, make_source, resolve_classes, train
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "compare", "run_dir", "format_rows",
-           "format_times", "format_margins", "format_versus", "rows_as_dicts", "plateau"]
+           "format_times", "format_margins", "format_versus", "per_seed", "rows_as_dicts",
+           "plateau"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Row:
     classes: list[str]
     lr_search: dict[str, float] = field(default_factory=dict)  # lr -> validation mIoU
     curves: list[dict] = field(default_factory=list)  # per seed: validation mIoU by step, seconds
+    boundary_f_per_seed: list[float] = field(default_factory=list)
+    iou_per_seed: list[list[float]] = field(default_factory=list)  # seed by seed, class by class
 
 
 def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
@@ -187,6 +191,8 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
                miou_std=miou_std, boundary_f=boundary, boundary_f_std=boundary_std,
                iou=[m for m, _ in per_class], iou_std=[s for _, s in per_class],
                miou_per_seed=[r["miou"] for r in results],
+               boundary_f_per_seed=[r["boundary_f"] for r in results],
+               iou_per_seed=[r["iou"] for r in results],
                plateau=max(plateaus) if plateaus else None, params_m=cost.params_m,
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
                train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
@@ -249,18 +255,36 @@ def format_rows(rows: list[Row], config: TrainConfig) -> str:
             + format_times(rows) + "\n")
 
 
-def format_margins(rows: list[Row], reference: str) -> str:
-    """Each model's mIoU against ``reference``'s, seed by seed: the mean difference, its range
-    over seeds and whether its sign holds in every seed."""
+def per_seed(row: Row, metric: str) -> list[float]:
+    """``metric`` of ``row``, seed by seed: "mIoU", "boundary F" or a class's name (its IoU)."""
+    if metric == "mIoU":
+        return row.miou_per_seed
+    if metric == "boundary F":
+        return row.boundary_f_per_seed
+    if metric in row.classes:
+        return [iou[row.classes.index(metric)] for iou in row.iou_per_seed]
+    raise ValueError(f"unknown metric {metric!r}: choose mIoU, boundary F or a class of "
+                     f"{row.classes}")
+
+
+def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("mIoU",)) -> str:
+    """Each model against ``reference``, metric by metric and seed by seed (the same seed sees
+    the same data in the same order): the mean difference, its range over seeds, whether its
+    sign holds in every seed, and each side's spread (standard deviation over seeds)."""
     ref = next(r for r in rows if r.name == reference)
-    lines = [f"| model | mIoU - {reference} | range over seeds | every seed |", "|---|---|---|---|"]
+    lines = [f"| model | metric | minus {reference} | range over seeds | every seed | "
+             f"spread: model; {reference} |", "|---|---|---|---|---|---|"]
     for r in rows:
         if r is ref:
             continue
-        diffs = [100 * (a - b) for a, b in zip(r.miou_per_seed, ref.miou_per_seed)]
-        same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-        lines.append(f"| {r.name} | {statistics.fmean(diffs):+.1f} | {min(diffs):+.1f} .. "
-                     f"{max(diffs):+.1f} | {'yes' if same else 'no'} |")
+        for metric in metrics:
+            mine, theirs = per_seed(r, metric), per_seed(ref, metric)
+            diffs = [100 * (a - b) for a, b in zip(mine, theirs)]
+            same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+            lines.append(f"| {r.name} | {metric} | {statistics.fmean(diffs):+.1f} | "
+                         f"{min(diffs):+.1f} .. {max(diffs):+.1f} | {'yes' if same else 'no'} | "
+                         f"{100 * statistics.pstdev(mine):.1f}; "
+                         f"{100 * statistics.pstdev(theirs):.1f} |")
     return "\n".join(lines)
 
 

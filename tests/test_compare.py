@@ -12,6 +12,7 @@ from rnlib.compare import (
     format_margins,
     format_rows,
     format_times,
+    per_seed,
     plateau,
     run_dir,
 )
@@ -71,7 +72,18 @@ def test_seeds_and_a_learning_rate_grid_chosen_on_validation(tiny, tmp_path):
                                                                f"lr{row.lr:g}-seed1"]
     text = format_rows(rows, base)
     assert "±" in text and "Validation mIoU of each learning rate" in text
-    assert "| FCN-8s |" in format_margins(rows, "FCN-32s")
+    margins = format_margins(rows, "FCN-32s", ["mIoU", "boundary F", "line"]).splitlines()[2:]
+    fcn8, fcn32 = rows[1], rows[0]
+    line = [100 * (a[3] - b[3]) for a, b in zip(fcn8.iou_per_seed, fcn32.iou_per_seed)]
+    assert [m.split(" | ")[:3] for m in margins] == [
+        ["| FCN-8s", metric, f"{sum(d) / 2:+.1f}"] for metric, d in (
+            ("mIoU", [100 * (a - b) for a, b in zip(fcn8.miou_per_seed, fcn32.miou_per_seed)]),
+            ("boundary F", [100 * (a - b) for a, b in zip(fcn8.boundary_f_per_seed,
+                                                           fcn32.boundary_f_per_seed)]),
+            ("line", line))]
+    assert per_seed(fcn8, "line") == [iou[3] for iou in fcn8.iou_per_seed]
+    with pytest.raises(ValueError, match="unknown metric 'lines'.*line"):
+        per_seed(fcn8, "lines")
 
 
 def test_resume_reuses_finished_runs_and_retrains_other_settings(tiny, tmp_path):
