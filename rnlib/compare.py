@@ -10,7 +10,7 @@ same number of steps. A fair protocol, for a verdict:
 - several seeds (``seeds``), reported as mean and standard deviation;
 - results on a separate split (``split``, default the config's test split);
 - the learning curves, and how much each model still moved over its last 20% of steps
-  (``plateau``), to show whether training was long enough.
+  (``plateau``, on the mean over seeds), to show whether training was long enough.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Row:
     iou: list[float]
     iou_std: list[float]
     miou_per_seed: list[float]
-    plateau: float | None  # largest change of validation mIoU over the last 20% of steps
+    plateau: float | None  # largest change of mean validation mIoU over the last 20% of steps
     params_m: float
     gflops: float
     latency_ms: float
@@ -97,11 +97,17 @@ def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
     return Path(out_dir) / name / f"lr{lr:g}-seed{seed}"
 
 
-def plateau(history: dict) -> float | None:
-    """The largest change of validation mIoU, against its final value, over the evaluations in
-    the last 20% of the run's steps; None without at least two such evaluations."""
-    steps, mious = history.get("eval_step", []), history.get("val_miou", [])
-    tail = [m for s, m in zip(steps, mious) if s >= 0.8 * steps[-1]] if steps else []
+def plateau(histories: Sequence[dict]) -> float | None:
+    """The largest change of validation mIoU, averaged over ``histories`` (a model's seeds),
+    against its final value, over the evaluations in the last 20% of the steps; None without
+    at least two such evaluations."""
+    curves = [(h.get("eval_step", []), h.get("val_miou", [])) for h in histories]
+    n = min((len(steps) for steps, _ in curves), default=0)
+    if n == 0:
+        return None
+    steps = curves[0][0][:n]
+    mean = [statistics.fmean(mious[i] for _, mious in curves) for i in range(n)]
+    tail = [m for s, m in zip(steps, mean) if s >= 0.8 * steps[-1]]
     return max(abs(m - tail[-1]) for m in tail) if len(tail) >= 2 else None
 
 
@@ -186,14 +192,13 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
     miou, miou_std = spread([r["miou"] for r in results])
     boundary, boundary_std = spread([r["boundary_f"] for r in results])
     per_class = [spread([r["iou"][c] for r in results]) for c in range(len(classes))]
-    plateaus = [p for p in (plateau(t.history) for t in trainers) if p is not None]
     return Row(name=name, model=entry.model, lr=lr, split=split, seeds=seeds, miou=miou,
                miou_std=miou_std, boundary_f=boundary, boundary_f_std=boundary_std,
                iou=[m for m, _ in per_class], iou_std=[s for _, s in per_class],
                miou_per_seed=[r["miou"] for r in results],
                boundary_f_per_seed=[r["boundary_f"] for r in results],
                iou_per_seed=[r["iou"] for r in results],
-               plateau=max(plateaus) if plateaus else None, params_m=cost.params_m,
+               plateau=plateau([t.history for t in trainers]), params_m=cost.params_m,
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
                train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
                total_s=time.perf_counter() - start, reused=reused,
@@ -227,8 +232,8 @@ def format_rows(rows: list[Row], config: TrainConfig) -> str:
             f"{config.optimizer}, {grid}; {budget}; seeds {first.seeds}; metrics on the "
             f"{first.split} split{spread}. "
             f"Latency: batch 1 at {config.crop}x{config.crop}, inference; peak memory: one "
-            f"training step at batch {config.batch_size}; plateau: the largest change of "
-            f"validation mIoU over the last 20% of steps.\n")
+            f"training step at batch {config.batch_size}; plateau: the largest change of the "
+            f"validation mIoU (mean of the seeds) over the last 20% of steps.\n")
     n = len(first.seeds)
     lines = ["| model | lr | mIoU | boundary F | plateau | params (M) | GFLOPs | latency (ms) | "
              "train peak mem (MiB) | steps | training (s) |", "|---" * 11 + "|"]
