@@ -86,8 +86,8 @@ def main() -> int:
             f"{torch.__version__}, {torch.get_num_threads()} threads. The cpu-quick preset: "
             f"{preset.backbone} pretrained on {preset.pretrained_backbone}, decoder "
             f"{preset.model_options}, Shapes {preset.data_options}, batch {preset.batch_size}, "
-            f"{preset.optimizer} lr {preset.lr:g} without warm-up, with the poly schedule over the run, seed "
-            f"{preset.seed}; {args.steps} steps each.\n\n" + "\n".join(lines) + "\n")
+            f"{preset.optimizer} lr {preset.lr:g} without warm-up, with the poly schedule over "
+            f"the run, seed {preset.seed}; {args.steps} steps each.\n\n" + "\n".join(lines) + "\n")
     print(text)
     args.out.write_text(text)
     return 0

@@ -92,7 +92,8 @@ def main() -> int:
     started = time.perf_counter()
     for step in range(args.steps):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr, warmup=min(args.warmup, args.steps))
+            group["lr"] = learning_rate(step, args.steps, args.lr,
+                                        warmup=min(args.warmup, args.steps))
         x, y = batch(0, step * args.batch_size, args.batch_size, args.size)
         loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
