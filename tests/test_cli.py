@@ -158,19 +158,28 @@ def test_bad_config_file_values_are_named(tmp_path):
         main(["train", "--config", str(tmp_path / "bad.toml"), "--print-config"])
 
 
-def test_a_folder_dataset_in_three_commands(folder, tmp_path, capsys):
-    run = tmp_path / "run"
-    main(["train", "--dataset", str(folder), "--model", "fcn8s", *TINY, "--out", str(run)])
-    assert "trained fcn8s for 2 steps" in capsys.readouterr().out
-    main(["eval", str(run / "last.pt"), "--split", "test", "--scales", "0.75", "1", "--flip"])
+def readme_commands(section: str) -> list[list[str]]:
+    """The ``rnlib`` command lines of the first code block after ``section`` in the README."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text[text.index(section):].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split()[1:] for line in block.splitlines() if line.startswith("rnlib ")]
+
+
+def test_the_readme_trains_evaluates_and_compares_a_folder_dataset(folder, tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train, evaluate, compare = [[str(folder) if a == "path/to/folder" else a for a in argv]
+                                for argv in readme_commands("### Your own data")]
+    main(train + TINY)
+    assert "trained refinenet for 2 steps" in capsys.readouterr().out
+    main(evaluate + ["--scales", "0.75", "1", "--flip"])
     out = capsys.readouterr().out
     assert "sky" in out and "road" in out and "car" in out  # the dataset's own classes
-    main(["compare", "--dataset", str(folder), *TINY, "--out", str(tmp_path / "bench"),
-          "--runs", str(tmp_path / "runs")])
-    report = (tmp_path / "bench" / "comparison.md").read_text()
+    main(compare + TINY)
+    report = (tmp_path / "runs" / "mine-compare" / "comparison.md").read_text()
     assert "| model | sky | road | car |" in report
-    assert json.loads((tmp_path / "bench" / "comparison.json").read_text())[0]["classes"] == [
-        "sky", "road", "car"]
+    assert json.loads((tmp_path / "runs" / "mine-compare" / "comparison.json").read_text()
+                      )[0]["classes"] == ["sky", "road", "car"]
 
 
 def test_fake_voc_compares_with_voc_class_names(fake_voc, tmp_path):
