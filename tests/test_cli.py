@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from rnlib.checkpoint import load_checkpoint
 from rnlib.cli import main, parse_value
 from rnlib.data.sources import VOC_CLASSES
 
@@ -267,3 +269,24 @@ def test_compare_into_unwritable_folder_fails_before_training(tmp_path):
         main(["compare", "--epochs", "1", "--count", "16", "--out", str(blocker / "bench"),
               "--runs", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")])
     assert not (tmp_path / "runs").exists(), "nothing was trained"
+
+
+def test_the_same_train_command_twice_gives_identical_checkpoints(tmp_path, capsys):
+    """Weights, optimizer state and random states, bit for bit: everything is seeded."""
+    argv = ["train", "--model", "refinenet", "--model-option", "widths=16,16", "--count", "40",
+            "--pretrained-backbone", "glyphs", *TINY]  # RefineNet: dropout 0.5
+    main(argv + ["--out", str(tmp_path / "a")])
+    main(argv + ["--out", str(tmp_path / "b")])
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("a", "b"))
+    flat_a, flat_b = _tensors(a), _tensors(b)
+    assert flat_a.keys() == flat_b.keys() and len(flat_a) > 100
+    assert all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a)
+
+
+def _tensors(tree, prefix="") -> dict:
+    """Every tensor in a nested checkpoint, by its path."""
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(
+        tree, (list, tuple)) else ()
+    return {k: v for key, value in items for k, v in _tensors(value, f"{prefix}/{key}").items()}
