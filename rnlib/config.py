@@ -106,8 +106,7 @@ class TrainConfig:
         need(0 < self.scale[0] <= self.scale[1], f"scale must be (low, high) with "
                                                  f"0 < low <= high, got {self.scale}")
         for name in ("warmup_steps", "eval_every", "eval_every_steps", "save_every_steps",
-                     "save_every_minutes",
-                     "num_workers", "weight_decay", "backbone_lr_mult"):
+                     "save_every_minutes", "num_workers", "weight_decay", "backbone_lr_mult"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
@@ -176,10 +175,10 @@ _COURSE = TrainConfig(
     eval_every=0)
 PRESETS: dict[str, TrainConfig] = {
     # The course on 2 CPU cores: ResNet-18 pretrained on Glyphs, a 64-wide decoder (a 256-wide
-    # one runs 5.3x slower per step, DESIGN §9), 128x128 Shapes; four models in 5 minutes.
+    # one runs 5.3x slower per step, DESIGN §9), 128x128 Shapes; one epoch (250 steps) per model.
     "cpu-quick": _COURSE,
     # The course's reference (benchmarks/reference.py): the same task, twice as long, with
-    # learning curves; every model's mIoU has stopped rising by its end.
+    # learning curves (the baselines plateau by its end; RefineNet is still rising: README).
     "reference": replace(_COURSE, epochs=2, eval_every_steps=50),
     # The same task on a GPU: the paper's decoder widths, 256x256 Shapes, AMP.
     "gpu-quick": replace(
