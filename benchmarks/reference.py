@@ -1,5 +1,6 @@
-"""The reference comparison (issue 9): every contender trained until its mIoU stops rising,
-with three seeds and the same learning-rate grid, chosen on validation, reported on test.
+"""The reference comparison (issue 9): every contender trained for the same 500 steps with
+learning curves, three seeds and the same learning-rate grid, chosen on validation, reported
+on test; the tables say how much each model's mIoU still moved at the end (its plateau).
 
 RefineNet against FCN-32s, FCN-8s and the dilated network, and RefineNet taken apart (without
 chained pooling, without RCUs, 2- and 1-cascade), all fine-tuning the course's pretrained
