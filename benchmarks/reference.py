@@ -35,11 +35,10 @@ import torch
 from rnlib import viz
 from rnlib.compare import ABLATIONS, BASELINES, compare, format_margins, format_rows, rows_as_dicts
 from rnlib.config import PRESETS
-from rnlib.results import load_rows
+from rnlib.results import REFERENCE, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
-RESULTS = ROOT / "rnlib" / "results" / "reference.json"
 REFINENET = "RefineNet (4-cascade)"
 METRICS = ["mIoU", "boundary F", "line", "dot"]  # the paper's claims: detail, thin structures
 LR_GRID = [3e-4, 1e-3]  # AdamW, the same for every model; 3e-3 sent RefineNet to background
@@ -55,7 +54,7 @@ def main() -> int:
     args = parser.parse_args()
     config = PRESETS["reference"]
     if args.tables:
-        rows = load_rows(RESULTS)
+        rows = reference()
     else:
         entries = ({k: v for k, v in contenders.items() if k in args.only} if args.only
                    else contenders)
@@ -63,7 +62,7 @@ def main() -> int:
                        lr_grid=LR_GRID, resume=True)
         if args.only:
             return 0
-        RESULTS.write_text(json.dumps(rows_as_dicts(rows), indent=1))
+        REFERENCE.write_text(json.dumps(rows_as_dicts(rows), indent=1))
     runs = len(SEEDS) + len(LR_GRID) - 1  # the grid on the first seed, then the other seeds
     hours = sum(r.train_s for r in rows) * runs / 3600
     baselines = [r for r in rows if r.name in BASELINES]

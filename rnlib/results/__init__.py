@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ..compare import Row
 
-__all__ = ["reference", "load_rows"]
+__all__ = ["REFERENCE", "reference", "load_rows"]
 
-FOLDER = Path(__file__).resolve().parent
+REFERENCE = Path(__file__).resolve().parent / "reference.json"  # benchmarks/reference.py writes it
 
 
 def load_rows(path: str | Path) -> list[Row]:
@@ -21,7 +21,6 @@ def load_rows(path: str | Path) -> list[Row]:
 
 def reference() -> list[Row]:
     """The reference comparison recorded by ``python benchmarks/reference.py``."""
-    path = FOLDER / "reference.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run python benchmarks/reference.py")
-    return load_rows(path)
+    if not REFERENCE.exists():
+        raise FileNotFoundError(f"{REFERENCE} is missing: run python benchmarks/reference.py")
+    return load_rows(REFERENCE)
