@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["BUDGET_ENV", "budget_scale", "Budget"]
+__all__ = ["BUDGET_ENV", "budget_scale", "describe_budget", "Budget"]
 
 BUDGET_ENV = "RNLIB_BUDGET_SCALE"
 # a time-budgeted run measures its pace from step PACE_FROM on and re-plans its length at step
@@ -30,6 +30,19 @@ def budget_scale() -> float:
     if scale <= 0:
         raise ValueError(f"{BUDGET_ENV} must be > 0, got {scale}")
     return scale
+
+
+def describe_budget(config) -> str:
+    """A config's budget in words, as it was given: "200 steps x RNLIB_BUDGET_SCALE 1",
+    "8 epochs x ..." or "60 s of training x ..." (a TrainConfig, or anything with its
+    ``steps``, ``epochs`` and ``time_budget_s``)."""
+    if config.time_budget_s is not None:
+        given = f"{config.time_budget_s:g} s of training"
+    elif config.steps is not None:
+        given = f"{config.steps} steps"
+    else:
+        given = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    return f"{given} x {BUDGET_ENV} {budget_scale():g}"
 
 
 class Budget:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import bench
-from .budget import budget_scale
+from .budget import describe_budget
 from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
@@ -218,11 +218,8 @@ def _pm(mean: float, std: float, seeds: int) -> str:
 def format_rows(rows: list[Row], config: TrainConfig) -> str:
     """The comparison as markdown: protocol, summary table, per-class IoU, times."""
     first = rows[0]
-    steps = "steps" if config.steps else "epochs"
-    budget = (f"{config.time_budget_s * budget_scale():.0f} s of training per model"
-              if config.time_budget_s else
-              f"{first.steps} steps per model ({getattr(config, steps)} {steps} x "
-              f"RNLIB_BUDGET_SCALE {budget_scale():g})")
+    budget = (f"{describe_budget(config)} per model" if config.time_budget_s else
+              f"{first.steps} steps per model ({describe_budget(config)})")
     spread = ", mean ± standard deviation over seeds" if len(first.seeds) > 1 else ""
     grid = (f"learning rate chosen per model on validation from {list(first.lr_search)}"
             if first.lr_search else f"learning rate {config.lr:g}")

@@ -123,6 +123,18 @@ def test_ablation_runs_have_folders_of_their_own():
         "runs/refinenet-crp_blocks0/lr0.001-seed0"
 
 
+def test_the_committed_quick_comparison_is_that_of_the_default_budget():
+    """benchmarks/comparison.json is what ``rnlib compare`` gives with its defaults (the
+    cpu-quick preset): a change of the preset's budget must come with a new recording."""
+    import json
+    from pathlib import Path
+
+    rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "comparison.json").read_text())
+    assert [r["name"] for r in rows] == list(BASELINES)
+    assert {r["steps"] for r in rows} == {PRESETS["cpu-quick"].steps}
+    assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
+
+
 def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
     """The reference that notebooks 08, 09 and the README quote (benchmarks/reference.py):
     every contender, three seeds, the same grid chosen on validation, results on test. The

@@ -217,6 +217,17 @@ def test_budgets_in_steps_epochs_and_their_scale(data, tmp_path, monkeypatch):
         _trainer(data, tmp_path, _config())
 
 
+def test_a_budget_is_described_as_it_was_given(monkeypatch):
+    from rnlib.budget import describe_budget
+
+    monkeypatch.setenv("RNLIB_BUDGET_SCALE", "0.5")
+    assert describe_budget(_config(steps=200)) == "200 steps x RNLIB_BUDGET_SCALE 0.5"
+    assert describe_budget(_config(epochs=1)) == "1 epoch x RNLIB_BUDGET_SCALE 0.5"
+    assert describe_budget(_config(epochs=3)) == "3 epochs x RNLIB_BUDGET_SCALE 0.5"
+    assert describe_budget(_config(time_budget_s=60.0)) == \
+        "60 s of training x RNLIB_BUDGET_SCALE 0.5"
+
+
 def test_time_budget_probe_leaves_the_weights(data, tmp_path):
     trainer = _trainer(data, tmp_path, _config(time_budget_s=1.0))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
