@@ -10,7 +10,8 @@ same number of steps. A fair protocol, for a verdict:
 - several seeds (``seeds``), reported as mean and standard deviation;
 - results on a separate split (``split``, default the config's test split);
 - the learning curves, and how much each model still moved over its last 20% of steps
-  (``plateau``, on the mean over seeds), to show whether training was long enough.
+  (``plateau``: the trend, on the mean over seeds; ``swing``: how far single evaluations
+  jump), to show whether training was long enough.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .runs import class_names, make_source, resolve_classes, train
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "compare", "run_dir", "format_rows",
            "format_times", "format_margins", "format_versus", "per_seed", "rows_as_dicts",
-           "plateau"]
+           "plateau", "swing"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Row:
     iou: list[float]
     iou_std: list[float]
     miou_per_seed: list[float]
-    plateau: float | None  # largest change of mean validation mIoU over the last 20% of steps
+    plateau: float | None  # change of the mean validation mIoU over the last 20% of steps
     params_m: float
     gflops: float
     latency_ms: float
@@ -88,6 +89,7 @@ class Row:
     curves: list[dict] = field(default_factory=list)  # per seed: validation mIoU by step, seconds
     boundary_f_per_seed: list[float] = field(default_factory=list)
     iou_per_seed: list[list[float]] = field(default_factory=list)  # seed by seed, class by class
+    swing: float | None = None  # largest jump of an evaluation from the last, last 20% of steps
 
 
 def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
@@ -97,17 +99,31 @@ def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
     return Path(out_dir) / name / f"lr{lr:g}-seed{seed}"
 
 
-def plateau(histories: Sequence[dict]) -> float | None:
-    """The largest change of validation mIoU, averaged over ``histories`` (a model's seeds),
-    against its final value, over the evaluations in the last 20% of the steps; None without
-    at least two such evaluations."""
+def _tail(histories: Sequence[dict]) -> list[float]:
+    """The validation mIoU averaged over ``histories`` (a model's seeds), at the evaluations in
+    the last 20% of the steps."""
     curves = [(h.get("eval_step", []), h.get("val_miou", [])) for h in histories]
     n = min((len(steps) for steps, _ in curves), default=0)
     if n == 0:
-        return None
+        return []
     steps = curves[0][0][:n]
     mean = [statistics.fmean(mious[i] for _, mious in curves) for i in range(n)]
-    tail = [m for s, m in zip(steps, mean) if s >= 0.8 * steps[-1]]
+    return [m for s, m in zip(steps, mean) if s >= 0.8 * steps[-1]]
+
+
+def plateau(histories: Sequence[dict]) -> float | None:
+    """How much the validation mIoU (the mean of ``histories``, a model's seeds) changed over
+    the last 20% of the steps: its last evaluation minus the first one in that stretch. Under 1
+    point, the model has stopped rising. None without two evaluations in the stretch."""
+    tail = _tail(histories)
+    return tail[-1] - tail[0] if len(tail) >= 2 else None
+
+
+def swing(histories: Sequence[dict]) -> float | None:
+    """The largest distance of an evaluation in the last 20% of the steps from the last one
+    (the mean of ``histories``): how much single evaluations still jump around the trend that
+    :func:`plateau` measures. None without two evaluations in the stretch."""
+    tail = _tail(histories)
     return max(abs(m - tail[-1]) for m in tail) if len(tail) >= 2 else None
 
 
@@ -198,7 +214,8 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
                miou_per_seed=[r["miou"] for r in results],
                boundary_f_per_seed=[r["boundary_f"] for r in results],
                iou_per_seed=[r["iou"] for r in results],
-               plateau=plateau([t.history for t in trainers]), params_m=cost.params_m,
+               plateau=plateau([t.history for t in trainers]),
+               swing=swing([t.history for t in trainers]), params_m=cost.params_m,
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
                train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
                total_s=time.perf_counter() - start, reused=reused,
@@ -229,15 +246,19 @@ def format_rows(rows: list[Row], config: TrainConfig) -> str:
             f"{config.optimizer}, {grid}; {budget}; seeds {first.seeds}; metrics on the "
             f"{first.split} split{spread}. "
             f"Latency: batch 1 at {config.crop}x{config.crop}, inference; peak memory: one "
-            f"training step at batch {config.batch_size}; plateau: the largest change of the "
-            f"validation mIoU (mean of the seeds) over the last 20% of steps.\n")
+            f"training step at batch {config.batch_size}; last 20%: how much the validation "
+            f"mIoU (mean of the seeds) changed over the last 20% of steps, from the first "
+            f"evaluation in that stretch to the last; swing: the largest distance of an "
+            f"evaluation in that stretch from the last.\n")
     n = len(first.seeds)
-    lines = ["| model | lr | mIoU | boundary F | plateau | params (M) | GFLOPs | latency (ms) | "
-             "train peak mem (MiB) | steps | training (s) |", "|---" * 11 + "|"]
+    lines = ["| model | lr | mIoU | boundary F | last 20% | swing | params (M) | GFLOPs | "
+             "latency (ms) | train peak mem (MiB) | steps | training (s) |", "|---" * 12 + "|"]
     for r in rows:
-        flat = "-" if r.plateau is None else f"{100 * r.plateau:.1f}"
+        trend = "-" if r.plateau is None else f"{100 * r.plateau:+.1f}"
+        jumps = "-" if r.swing is None else f"{100 * r.swing:.1f}"
         lines.append(f"| {r.name} | {r.lr:g} | {_pm(r.miou, r.miou_std, n)} | "
-                     f"{_pm(r.boundary_f, r.boundary_f_std, n)} | {flat} | {r.params_m:.2f} | "
+                     f"{_pm(r.boundary_f, r.boundary_f_std, n)} | {trend} | {jumps} | "
+                     f"{r.params_m:.2f} | "
                      f"{r.gflops:.2f} | {r.latency_ms:.0f} | {r.train_peak_mib:.0f} | "
                      f"{r.steps} | {r.train_s:.0f} |")
     per_class = ["| model | " + " | ".join(first.classes) + " |",
