@@ -179,7 +179,7 @@ PRESETS: dict[str, TrainConfig] = {
     # model, so that `rnlib compare` trains and measures four models in under 5 minutes.
     "cpu-quick": replace(_COURSE, steps=200),
     # The course's reference (benchmarks/reference.py): the same task for 500 steps, with
-    # learning curves (the baselines plateau by its end; RefineNet is still rising: README).
+    # learning curves (at 500 steps RefineNet is still rising; 1000 are next: README).
     "reference": replace(_COURSE, epochs=2, eval_every_steps=50),
     # The same task on a GPU: the paper's decoder widths, 256x256 Shapes, AMP.
     "gpu-quick": replace(
