@@ -9,6 +9,10 @@ re-planned as the run goes, since a shared machine's pace drifts.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 __all__ = ["BUDGET_ENV", "budget_scale", "describe_budget", "Budget"]
 
@@ -32,10 +36,9 @@ def budget_scale() -> float:
     return scale
 
 
-def describe_budget(config) -> str:
+def describe_budget(config: TrainConfig) -> str:
     """A config's budget in words, as it was given: "200 steps x RNLIB_BUDGET_SCALE 1",
-    "8 epochs x ..." or "60 s of training x ..." (a TrainConfig, or anything with its
-    ``steps``, ``epochs`` and ``time_budget_s``)."""
+    "8 epochs x ..." or "60 s of training x ..."."""
     if config.time_budget_s is not None:
         given = f"{config.time_budget_s:g} s of training"
     elif config.steps is not None:
