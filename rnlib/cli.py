@@ -116,7 +116,8 @@ def _compare(args: argparse.Namespace) -> None:
     _write(out / ".write-test", "", announce=False)  # fail now, not after minutes of training;
     (out / ".write-test").unlink()  # a probe, so an interrupted run leaves earlier results whole
     rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
-                   lr_grid=args.lr_grid or (), split=args.split, resume=args.resume)
+                   lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
+                   kept=args.keep)
     command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
     text = (f"# {name} ({args.preset})\n\nMade by `{command}` on {_machine()}.\n\n"
             f"{format_rows(rows, config)}")
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs", help="where the checkpoints go")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted runs of the same settings, reuse finished ones")
+    p.add_argument("--keep", metavar="DIR",
+                   help="also keep each finished run's record and metrics here (kilobytes, no "
+                        "weights): with --resume they stand in for runs whose checkpoints are "
+                        "gone")
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("data", help="prepare (and with --download fetch) a dataset")

@@ -23,14 +23,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from torch import nn
+
 from . import bench
 from .budget import describe_budget
 from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
-from .runs import class_names, make_source, resolve_classes, train
+from .runs import class_names, make_model, make_source, resolve_classes, train
+from .train import Trainer
 
-__all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "compare", "run_dir", "format_rows",
+__all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
            "format_times", "format_margins", "format_versus", "per_seed", "rows_as_dicts",
            "plateau", "swing"]
 
@@ -92,6 +95,9 @@ class Row:
     swing: float | None = None  # largest jump of an evaluation from the last, last 20% of steps
 
 
+RECORD = "record.json"  # a finished run's settings, step and history, beside its checkpoint
+
+
 def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
     """Where a run lives: ``out_dir/refinenet/lr0.001-seed0``,
     ``out_dir/refinenet-crp_blocks0/lr0.001-seed0``..."""
@@ -127,41 +133,93 @@ def swing(histories: Sequence[dict]) -> float | None:
     return max(abs(m - tail[-1]) for m in tail) if len(tail) >= 2 else None
 
 
-def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool):
-    """Train (or reuse) one run; returns the trainer and whether it was reused."""
+@dataclass
+class KeptRun:
+    """A finished run known from its record alone (``record.json``: settings, step, history;
+    ``eval-SPLIT.json``: metrics), without its weights: all that a Row needs of a run. Records
+    are small enough to commit, so a long comparison (the course's reference) re-renders, and
+    continues where it stopped, on a fresh clone."""
+
+    history: dict
+    step: int
+    model: nn.Module  # the architecture, for its cost (untrained weights)
+    out_dir: Path
+
+    @classmethod
+    def load(cls, folder: Path, config: TrainConfig) -> KeptRun | None:
+        """The run kept in ``folder``, or None when there is none of ``config``'s settings."""
+        path = folder / RECORD
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text())
+        if record["settings"] != run_settings(config):
+            return None
+        return cls(record["history"], record["step"], make_model(config), folder)
+
+    @staticmethod
+    def save(trainer: Trainer, config: TrainConfig, folder: Path) -> None:
+        """Keep a finished run's record in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RECORD).write_text(json.dumps({"settings": run_settings(config),
+                                                 "step": trainer.step,
+                                                 "history": trainer.history}))
+
+    def evaluate(self, dataset) -> None:
+        raise FileNotFoundError(f"{self.out_dir} keeps this run's curves but not its metrics on "
+                                f"this split; delete {self.out_dir / RECORD} to train it again")
+
+
+def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool,
+         kept: Path | None = None):
+    """Train (or reuse) one run; returns the trainer (or the KeptRun that stands in for it) and
+    whether it was reused. With ``kept``, a finished run is also kept there, and with ``resume``
+    a run kept there is reused when ``folder`` holds no checkpoint of its settings."""
     resuming = resume and resumable(folder, config)
     if resuming:
         state = load_checkpoint(folder / CHECKPOINT)
         reused = state["step"] >= state["total_steps"]
+    elif resume and kept is not None and (record := KeptRun.load(kept, config)) is not None:
+        return record, True
     else:
         reused = False
-    return train(config, folder, resume=resuming, progress=progress), reused
+    trainer = train(config, folder, resume=resuming, progress=progress)
+    if kept is not None and trainer.runtime.is_main:
+        KeptRun.save(trainer, config, kept)
+    return trainer, reused
 
 
-def _evaluate(trainer, config: TrainConfig, folder: Path, split: str) -> dict:
-    """The run's metrics on ``split``, cached beside its checkpoint with the run's settings."""
-    cache = folder / f"eval-{split}.json"
+def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict:
+    """The run's metrics on ``split``, cached beside its checkpoint (and its kept record) with
+    the run's settings."""
+    caches = [folder / f"eval-{split}.json" for folder in folders]
     settings = run_settings(config)
-    if cache.exists():
+    for cache in filter(Path.exists, caches):
         saved = json.loads(cache.read_text())
-        if saved["settings"] == settings and saved["step"] == trainer.step:
-            return saved["result"]
-    data = SegmentationDataset(make_source(config, split), config.num_classes, eval_transform())
-    result = asdict(trainer.evaluate(data))
-    if trainer.runtime.is_main:
-        cache.write_text(json.dumps({"settings": settings, "step": trainer.step,
-                                     "result": result}))
+        if saved["settings"] == settings and saved["step"] == run.step:
+            result = saved["result"]
+            break
+    else:
+        data = SegmentationDataset(make_source(config, split), config.num_classes,
+                                   eval_transform())
+        result = asdict(run.evaluate(data))
+    for cache in caches if isinstance(run, KeptRun) or run.runtime.is_main else []:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"settings": settings, "step": run.step, "result": result}))
     return result
 
 
 def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *,
             seeds: list[int] | None = None, lr_grid: list[float] = (), split: str | None = None,
-            progress: bool = True, resume: bool = False) -> list[Row]:
+            progress: bool = True, resume: bool = False, kept: str | Path | None = None
+            ) -> list[Row]:
     """Train and measure every entry with ``base``'s data and budget; one Row each.
 
     With ``resume``, a run whose folder holds a run of the same settings continues it (an
     interrupted comparison picks up where it stopped) or, if that run finished, reuses it:
-    the course's notebooks 08 and 09 reuse the RefineNet that notebook 07 trained.
+    the course's notebooks 08 and 09 reuse the RefineNet that notebook 07 trained. ``kept``
+    is a folder laid out as ``out_dir`` where every finished run also leaves its record and
+    metrics (:class:`KeptRun`, no weights); with ``resume`` they stand in for runs whose
+    checkpoints are gone.
     """
     seeds = list(seeds) if seeds else [base.seed]
     split = split or base.test_split
@@ -174,15 +232,18 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
         search = {}
         for lr in lr_grid:  # the same grid for every model, judged on validation
             trainer, _ = _run(replace(config, lr=lr, seed=seeds[0]),
-                              run_dir(out_dir, entry, lr, seeds[0]), resume, progress)
+                              run_dir(out_dir, entry, lr, seeds[0]), resume, progress,
+                              kept and run_dir(kept, entry, lr, seeds[0]))
             search[f"{lr:g}"] = trainer.history["val_miou"][-1]
         lr = max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr
         results, trainers, reused = [], [], []
         for seed in seeds:
             run_config = replace(config, lr=lr, seed=seed)
-            folder = run_dir(out_dir, entry, lr, seed)
-            trainer, was_reused = _run(run_config, folder, resume or bool(lr_grid), progress)
-            results.append(_evaluate(trainer, run_config, folder, split))
+            folders = [run_dir(out_dir, entry, lr, seed)]
+            folders += [run_dir(kept, entry, lr, seed)] if kept else []
+            trainer, was_reused = _run(run_config, folders[0], resume or bool(lr_grid),
+                                       progress, folders[-1] if kept else None)
+            results.append(_evaluate(trainer, run_config, folders, split))
             trainers.append(trainer)
             reused.append(was_reused)
         rows.append(_row(name, entry, lr, split, seeds, results, trainers, search, classes,
@@ -219,8 +280,9 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
                train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
                total_s=time.perf_counter() - start, reused=reused,
-               steps=trainers[-1].step, checkpoints=[str(t.out_dir / CHECKPOINT)
-                                                     for t in trainers],
+               steps=trainers[-1].step,
+               checkpoints=[str(t.out_dir / (RECORD if isinstance(t, KeptRun) else CHECKPOINT))
+                            for t in trainers],
                classes=classes, lr_search=search,
                curves=[{"seed": seed, "step": t.history.get("eval_step", []),
                         "seconds": t.history.get("eval_elapsed_s", []),

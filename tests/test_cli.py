@@ -186,8 +186,10 @@ def test_the_readme_trains_evaluates_and_compares_a_folder_dataset(folder, tmp_p
 
 def test_fake_voc_compares_with_voc_class_names(fake_voc, tmp_path):
     main(["compare", "--dataset", "voc", "--device", "cpu", "--data-dir", str(fake_voc), *TINY,
-          "--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "runs")])
+          "--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "runs"),
+          "--keep", str(tmp_path / "kept")])
     report = (tmp_path / "bench" / "comparison.md").read_text()
+    assert len(list((tmp_path / "kept").rglob("record.json"))) == 4  # --keep: every run kept
     assert "| model | " + " | ".join(VOC_CLASSES) + " |" in report
     assert "metrics on the test split" in report  # VOC's test split is its val list
     rows = json.loads((tmp_path / "bench" / "comparison.json").read_text())

@@ -1,6 +1,7 @@
 """The comparison: contenders built as documented, the same learning-rate grid for every model
 chosen on validation, several seeds with their spread, results on the test split, reuse."""
 
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -97,6 +98,29 @@ def test_resume_reuses_finished_runs_and_retrains_other_settings(tiny, tmp_path)
     for a, b in zip(first, again):
         assert (a.miou, a.iou, a.steps, a.train_s) == (b.miou, b.iou, b.steps, b.train_s)
     other = compare(replace(base, seed=1), entries, tmp_path / "runs", progress=False, resume=True)
+    assert [r.reused for r in other] == [False, False]
+
+
+def test_kept_runs_stand_in_for_their_checkpoints(tiny, tmp_path):
+    """A finished run kept as a record (settings, curves, metrics; no weights) gives the same
+    row once its checkpoint is gone; a record of other settings, or without the metrics asked
+    for, is not taken for the run."""
+    base, entries = tiny
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
+    first = compare(base, entries, runs, lr_grid=[1e-4, 1e-2], progress=False, kept=kept)
+    shutil.rmtree(runs)
+    again = compare(base, entries, runs, lr_grid=[1e-4, 1e-2], progress=False, resume=True,
+                    kept=kept)
+    assert [r.reused for r in again] == [True, True] and not list(runs.rglob("last.pt"))
+    for a, b in zip(first, again):
+        assert (a.lr, a.lr_search, a.miou, a.iou, a.boundary_f, a.curves, a.train_s,
+                a.params_m) == (b.lr, b.lr_search, b.miou, b.iou, b.boundary_f, b.curves,
+                                b.train_s, b.params_m)
+        assert b.checkpoints == [str(run_dir(kept, entries[b.name], b.lr, 0) / "record.json")]
+    with pytest.raises(FileNotFoundError, match="keeps this run's curves but not its metrics"):
+        compare(base, entries, runs, lr_grid=[1e-4, 1e-2], split="val", progress=False,
+                resume=True, kept=kept)
+    other = compare(replace(base, seed=1), entries, runs, progress=False, resume=True, kept=kept)
     assert [r.reused for r in other] == [False, False]
 
 
