@@ -1,4 +1,4 @@
-"""The reference comparison (issue 9): every contender trained for the same 500 steps with
+"""The reference comparison (issue 9): every contender trained for the same 1000 steps with
 learning curves, three seeds and the same learning-rate grid, chosen on validation, reported
 on test; the tables say how much each model's mIoU still moved at the end (its plateau).
 
@@ -10,8 +10,12 @@ come back on any machine of the same kind; only the seconds are this machine's.
     .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
                                                  #    rnlib/results/reference.json
 
-Interrupted, it continues where it stopped (finished runs are reused from runs/reference). On
-2 cores it is fastest as two one-thread processes over halves of the contenders, then one
+32 runs, about 5 to 7 hours of one core each (more than one working session): every finished
+run is kept in benchmarks/reference-runs (its settings, curves and test metrics, no weights;
+committed), and the command reuses kept runs, so it continues on a fresh clone where it
+stopped and renders the tables without training once all are kept. Delete that folder to train
+every run again. An interrupted run continues from its checkpoint in runs/reference. On 2
+cores it is fastest as two one-thread processes over halves of the contenders, then one
 process that reuses every run and writes the tables:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --only "RefineNet (4-cascade)" \
@@ -42,6 +46,7 @@ SEEDS = [0, 1, 2]
 REFINENET = "RefineNet (4-cascade)"
 METRICS = ["mIoU", "boundary F", "line", "dot"]  # the paper's claims: detail, thin structures
 LR_GRID = [3e-4, 1e-3]  # AdamW, the same for every model; 3e-3 sent RefineNet to background
+KEPT = ROOT / "benchmarks" / "reference-runs"  # every finished run's record and test metrics
 
 
 def main() -> int:
@@ -59,7 +64,7 @@ def main() -> int:
         entries = ({k: v for k, v in contenders.items() if k in args.only} if args.only
                    else contenders)
         rows = compare(config, entries, ROOT / "runs" / "reference", seeds=SEEDS,
-                       lr_grid=LR_GRID, resume=True)
+                       lr_grid=LR_GRID, resume=True, kept=KEPT)
         if args.only:
             return 0
         REFERENCE.write_text(json.dumps(rows_as_dicts(rows), indent=1))
