@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NoReturn
 
 from torch import nn
 
@@ -164,7 +165,7 @@ class KeptRun:
                                                  "step": trainer.step,
                                                  "history": trainer.history}))
 
-    def evaluate(self, dataset) -> None:
+    def evaluate(self, dataset) -> NoReturn:
         raise FileNotFoundError(f"{self.out_dir} keeps this run's curves but not its metrics on "
                                 f"this split; delete {self.out_dir / RECORD} to train it again")
 
