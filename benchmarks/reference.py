@@ -10,13 +10,13 @@ come back on any machine of the same kind; only the seconds are this machine's.
     .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
                                                  #    rnlib/results/reference.json
 
-32 runs, about 5 to 7 hours of one core each (more than one working session): every finished
-run is kept in benchmarks/reference-runs (its settings, curves and test metrics, no weights;
-committed), and the command reuses kept runs, so it continues on a fresh clone where it
-stopped and renders the tables without training once all are kept. Delete that folder to train
-every run again. An interrupted run continues from its checkpoint in runs/reference. On 2
-cores it is fastest as two one-thread processes over halves of the contenders, then one
-process that reuses every run and writes the tables:
+32 runs, about 6.5 hours of one core in all (3.4 h as two one-thread processes on 2 cores,
+more than one working session). Every finished run is kept in benchmarks/reference-runs (its
+settings, curves and test metrics, no weights; committed) and reused, so the command continues
+on a fresh clone where it stopped, and renders the tables without training once every run is
+kept; delete that folder to train every run again. An interrupted run continues from its
+checkpoint in runs/reference. On 2 cores it is fastest as two one-thread processes over halves
+of the contenders, then one process that reuses every run and writes the tables:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --only "RefineNet (4-cascade)" \
         FCN-32s FCN-8s "Dilated OS8" &
