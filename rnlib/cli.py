@@ -113,8 +113,10 @@ def _compare(args: argparse.Namespace) -> None:
     name = args.name or {"baselines": "comparison", "ablations": "ablation"}.get(
         args.contenders, "comparison-all")
     out = Path(args.out)
-    _write(out / ".write-test", "", announce=False)  # fail now, not after minutes of training;
-    (out / ".write-test").unlink()  # a probe, so an interrupted run leaves earlier results whole
+    for folder, option in ((out, "--out"), (args.keep and Path(args.keep), "--keep")):
+        if folder:  # a probe: fail now, not after minutes of training, and overwrite nothing
+            _write(folder / ".write-test", "", announce=False, option=option)
+            (folder / ".write-test").unlink()
     rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
                    lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
                    kept=args.keep)
@@ -190,13 +192,13 @@ def _models(args: argparse.Namespace) -> None:
             print(" " * 21 + ", ".join(f"{k}={v!r}" for k, v in model_options(name).items()))
 
 
-def _write(path: Path, text: str, announce: bool = True) -> None:
+def _write(path: Path, text: str, announce: bool = True, option: str = "--out") -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     except OSError as err:
         raise SystemExit(f"rnlib: cannot write {path}: {err.strerror}; "
-                         "choose another --out") from err
+                         f"choose another {option}") from err
     if announce:
         print(f"wrote {path}", file=sys.stderr)
 

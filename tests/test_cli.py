@@ -264,11 +264,13 @@ def test_eval_missing_checkpoint_is_a_clear_error(tmp_path):
         main(["eval", str(tmp_path / "nothing.pt")])
 
 
-def test_compare_into_unwritable_folder_fails_before_training(tmp_path):
+@pytest.mark.parametrize("option", ["--out", "--keep"])
+def test_compare_into_unwritable_folder_fails_before_training(tmp_path, option):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(SystemExit, match="cannot write .*choose another --out"):
-        main(["compare", "--epochs", "1", "--count", "16", "--out", str(blocker / "bench"),
+    folders = {"--out": str(tmp_path / "bench"), option: str(blocker / "folder")}
+    with pytest.raises(SystemExit, match=f"cannot write .*choose another {option}"):
+        main(["compare", "--epochs", "1", "--count", "16", *sum(folders.items(), ()),
               "--runs", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "data")])
     assert not (tmp_path / "runs").exists(), "nothing was trained"
 
