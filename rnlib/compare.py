@@ -152,10 +152,15 @@ class KeptRun:
         path = folder / RECORD
         if not path.exists():
             return None
-        record = json.loads(path.read_text())
-        if record["settings"] != run_settings(config):
-            return None
-        return cls(record["history"], record["step"], make_model(config), folder)
+        try:
+            record = json.loads(path.read_text())
+            if record["settings"] != run_settings(config):
+                return None
+            history, step = record["history"], record["step"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not a kept run's record ({type(err).__name__}: {err}); "
+                             f"delete it to train the run again") from err
+        return cls(history, step, make_model(config), folder)
 
     @staticmethod
     def save(trainer: Trainer, config: TrainConfig, folder: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from rnlib.compare import (
     ABLATIONS,
     BASELINES,
+    KeptRun,
     compare,
     format_margins,
     format_rows,
@@ -122,6 +123,10 @@ def test_kept_runs_stand_in_for_their_checkpoints(tiny, tmp_path):
                 resume=True, kept=kept)
     other = compare(replace(base, seed=1), entries, runs, progress=False, resume=True, kept=kept)
     assert [r.reused for r in other] == [False, False]
+    record = run_dir(kept, entries["FCN-32s"], base.lr, 1) / "record.json"
+    record.write_text("{ half a file")
+    with pytest.raises(ValueError, match="is not a kept run's record.*delete it"):
+        KeptRun.load(record.parent, base)
 
 
 def test_time_table_is_slowest_first(tiny, tmp_path):
