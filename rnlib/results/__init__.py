@@ -1,6 +1,6 @@
 """Recorded results that travel with the package, for notebooks in Colab as on a clone:
 ``reference()`` is the reference comparison of ``benchmarks/reference.py`` (all contenders,
-three seeds, 500 steps, with learning curves), as :class:`rnlib.compare.Row` objects."""
+three seeds, 1000 steps, with learning curves), as :class:`rnlib.compare.Row` objects."""
 
 from __future__ import annotations
 
