@@ -4,6 +4,7 @@ The throughput table is the one recorded on a GPU; run on the CPU it takes the s
 apart from CUDA's own calls, so a script that breaks is found without a GPU.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,38 @@ def test_speed_script_writes_its_table(mode, expected, tmp_path):
 def test_cuda_without_a_gpu_says_so():
     done = _speed("--device", "cuda")
     assert done.returncode == 2 and "no CUDA GPU" in done.stderr
+
+
+def _crp_probe():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "crp_probe.py"
+    spec = importlib.util.spec_from_file_location("crp_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_crp_probe_switches_chained_pooling_off_as_the_ablation_does():
+    """benchmarks/crp_probe.py: CRP switched off in a trained RefineNet computes what the
+    "without CRP" model computes with the same other weights, its added term is then zero, and
+    the chains come back afterwards."""
+    import rnlib
+
+    probe = _crp_probe()
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    without = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                                widths=(16, 16), crp_blocks=0).eval()
+    missing = without.load_state_dict(model.state_dict(), strict=False)
+    assert not missing.missing_keys and missing.unexpected_keys  # only the CRP convolutions
+    images = torch.randn(2, 3, 64, 64)
+    batches = [(images, torch.zeros(2, 64, 64, dtype=torch.long))]
+    blocks = [b for _, b in probe.crps(model)]
+    assert len(blocks) == 4
+    with torch.inference_mode():
+        before = model(images)
+        with probe.switched_off(blocks):
+            torch.testing.assert_close(model(images), without(images))
+            assert probe.added_ratio(model, batches) == [0.0] * 4
+        torch.testing.assert_close(model(images), before)
+    assert all(r > 0 for r in probe.added_ratio(model, batches))
