@@ -10,8 +10,8 @@ come back on any machine of the same kind; only the seconds are this machine's.
     .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
                                                  #    rnlib/results/reference.json
 
-32 runs, about 6.5 hours of one core in all (3.4 h as two one-thread processes on 2 cores,
-more than one working session). Every finished run is kept in benchmarks/reference-runs (its
+32 runs, 7.3 hours of one core in all (3.7 h as two one-thread processes on 2 cores, more
+than one working session). Every finished run is kept in benchmarks/reference-runs (its
 settings, curves and test metrics, no weights; committed) and reused, so the command continues
 on a fresh clone where it stopped, and renders the tables without training once every run is
 kept; delete that folder to train every run again. An interrupted run continues from its
