@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from rnlib.checkpoint import load_checkpoint
-from rnlib.cli import main, parse_value
+from rnlib.cli import main
+from rnlib.cli.options import parse_value
 from rnlib.data.sources import VOC_CLASSES
 
 TINY = ["--steps", "2", "--batch-size", "2", "--set", "crop=32"]

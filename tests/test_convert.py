@@ -3,7 +3,7 @@
 Three kinds of checks: the table (every tensor reaches the module it names, and back), the
 errors (a key missing, extra or misshapen is named), and the function: with random weights in
 the authors' layout, rnlib's converted model computes the logits of an independent functional
-implementation of their forward pass (rnlib.authors).
+implementation of their forward pass (rnlib.convert.reference).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 import rnlib
 from rnlib import convert
-from rnlib.authors import authors_forward, random_authors_state
+from rnlib.cli.convert import add_convert_command
 from rnlib.convert import (
     ARCHITECTURES,
     convert_checkpoint,
@@ -27,6 +27,7 @@ from rnlib.convert import (
     num_classes_of,
     to_authors_state_dict,
 )
+from rnlib.convert.reference import authors_forward, random_authors_state
 
 K = 3  # classes: small, the classifier's shape is all it changes
 TENSORS = {"lw-50": 346, "lw-101": 652, "lw-152": 958, "refinenet-101": 712,
@@ -240,7 +241,7 @@ def test_the_convert_command_prints_one_line(tmp_path, capsys):
     src, dst = tmp_path / "rf101.pth", tmp_path / "rf101.pt"
     torch.save(known_state("refinenet-101", 5), src)
     parser = argparse.ArgumentParser(prog="rnlib")
-    convert.add_convert_command(parser.add_subparsers(dest="command", required=True))
+    add_convert_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["convert", str(src), "--out", str(dst), "--arch", "refinenet-101"])
     args.run(args)
     out = capsys.readouterr().out.strip().splitlines()

@@ -26,6 +26,7 @@ from torch import nn
 
 import rnlib
 from rnlib import export
+from rnlib.cli.export import add_export_command
 from rnlib.config import TrainConfig
 from rnlib.export import ExportError, export_model, verify_export
 
@@ -89,7 +90,7 @@ def test_rnlib_export_writes_and_checks_a_checkpoint(tmp_path, capsys):
     checkpoint = tmp_path / "last.pt"
     torch.save({"model": model.state_dict(), "config": config}, checkpoint)
     parser = argparse.ArgumentParser(prog="rnlib")
-    export.add_export_command(parser.add_subparsers(dest="command", required=True))
+    add_export_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["export", str(checkpoint), "--format", "onnx", "--fold-bn",
                               "--size", "64", "96", "--size", "81", "113"])
     args.run(args)

@@ -12,6 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from rnlib import grade
+from rnlib.cli.grade import add_grade_command
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import ex03_rcu, ex05_crp  # noqa: E402
@@ -45,7 +46,7 @@ PARALLEL_CRP_SOURCE = """class ChainedResidualPooling(nn.Module):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="rnlib")
-    grade.add_grade_command(parser.add_subparsers(dest="command", required=True))
+    add_grade_command(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

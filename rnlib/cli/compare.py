@@ -1,0 +1,67 @@
+"""``rnlib compare``: RefineNet against its baselines or its ablations, as tables and plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .options import add_run_options, machine, run_config, write_text
+
+
+def _compare(args: argparse.Namespace) -> None:
+    import json
+
+    from .. import viz
+    from ..compare import ABLATIONS, BASELINES, compare, format_rows, rows_as_dicts
+
+    config = run_config(args)
+    entries = {"baselines": BASELINES, "ablations": ABLATIONS,
+               "all": {**BASELINES, **ABLATIONS}}[args.contenders]
+    name = args.name or {"baselines": "comparison", "ablations": "ablation"}.get(
+        args.contenders, "comparison-all")
+    out = Path(args.out)
+    for folder, option in ((out, "--out"), (args.keep and Path(args.keep), "--keep")):
+        if folder:  # a probe: fail now, not after minutes of training, and overwrite nothing
+            write_text(folder / ".write-test", "", announce=False, option=option)
+            (folder / ".write-test").unlink()
+    rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
+                   lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
+                   kept=args.keep)
+    command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
+    text = (f"# {name} ({args.preset})\n\nMade by `{command}` on {machine()}.\n\n"
+            f"{format_rows(rows, config)}")
+    print(text)
+    write_text(out / f"{name}.md", text)
+    write_text(out / f"{name}.json", json.dumps(rows_as_dicts(rows), indent=1))
+    viz.plot_comparison(rows, f"{name}: {args.preset}").savefig(out / f"{name}.png", dpi=110)
+    if any(len(c["step"]) > 1 for r in rows for c in r.curves):  # --eval-every-steps: curves
+        viz.plot_curves(rows, f"{name}: validation mIoU").savefig(out / f"{name}-curves.png",
+                                                                 dpi=110)
+
+
+def add_compare_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``rnlib compare``."""
+    p = subparsers.add_parser(
+        "compare", help="RefineNet vs FCN-32s, FCN-8s, dilated OS8 (or ablations)")
+    add_run_options(p, model=False)
+    p.add_argument("--contenders", choices=["baselines", "ablations", "all"],
+                   default="baselines", help="RefineNet against its baselines, RefineNet taken "
+                                             "apart (no CRP, no RCUs, 1-2 cascades), or both")
+    p.add_argument("--seeds", type=int, nargs="+", help="train each model with each seed; "
+                                                        "report mean and spread")
+    p.add_argument("--lr-grid", type=float, nargs="+", metavar="LR",
+                   help="the same learning rates for every model, chosen on validation")
+    p.add_argument("--split", help="where results are measured (default: the test split)")
+    p.add_argument("--out", default="benchmarks", help="where the table and plot go")
+    p.add_argument("--name", help="file name of the results (default: comparison)")
+    p.add_argument("--runs", default="runs", help="where the checkpoints go")
+    p.add_argument("--resume", action="store_true",
+                   help="continue interrupted runs of the same settings, reuse finished ones")
+    p.add_argument("--keep", metavar="DIR",
+                   help="also keep each finished run's record and metrics here (kilobytes, no "
+                        "weights): with --resume they stand in for runs whose checkpoints are "
+                        "gone")
+    p.set_defaults(run=_compare)
+    return p
