@@ -8,6 +8,7 @@ re-planned as the run goes, since a shared machine's pace drifts.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -31,8 +32,8 @@ def budget_scale() -> float:
         scale = float(value)
     except ValueError:
         raise ValueError(f"{BUDGET_ENV} must be a number such as 0.1, got {value!r}") from None
-    if scale <= 0:
-        raise ValueError(f"{BUDGET_ENV} must be > 0, got {scale}")
+    if not (0 < scale < math.inf):
+        raise ValueError(f"{BUDGET_ENV} must be a finite number > 0, got {scale}")
     return scale
 
 

@@ -7,27 +7,26 @@ it without running code (a checkpoint from the internet cannot execute anything)
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
+from .atomic import write_atomic
 from .budget import budget_scale
 from .config import TrainConfig, plain
 
-__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable"]
+__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable",
+           "checkpoint_config", "non_finite"]
 
 CHECKPOINT = "last.pt"  # the name of a run's checkpoint in its folder
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write to a temporary file, then rename: an interrupted save never leaves a half file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write atomically (:func:`rnlib.atomic.write_atomic`): an interrupted or failed save
+    leaves the previous checkpoint and no temporary file; two writers never share a name."""
+    write_atomic(path, lambda file: torch.save(state, file))
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -41,6 +40,26 @@ def load_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"cannot read the checkpoint {path} ({type(err).__name__}: {err}): it is "
                          f"damaged, not a checkpoint, or holds more than tensors and plain data; "
                          f"train again into a new folder, or use another copy") from err
+
+
+def checkpoint_config(state: object, path: str | Path) -> dict:
+    """The config of a checkpoint that ``rnlib train`` or ``rnlib convert`` wrote, or a
+    ValueError that says what else the file is (e.g. a plain state dict)."""
+    if isinstance(state, dict) and isinstance(state.get("config"), dict) and "model" in state:
+        return state["config"]
+    what = ("a plain state dict (weights without their model's config)"
+            if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor)
+                                                          for v in state.values())
+            else "not an rnlib checkpoint (it has no 'config' and 'model')")
+    raise ValueError(f"{path} is {what}; rnlib needs a last.pt written by rnlib train, or "
+                     f"authors' weights turned into one by rnlib convert")
+
+
+def non_finite(weights: dict) -> tuple[int, int]:
+    """How many of the floating-point values in a state dict are NaN or infinite, of all."""
+    tensors = [t for t in weights.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors)
+    return bad, sum(t.numel() for t in tensors)
 
 
 def run_settings(config: TrainConfig) -> dict:

@@ -188,7 +188,7 @@ def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool,
         return record, True
     else:
         reused = False
-    trainer = train(config, folder, resume=resuming, progress=progress)
+    trainer = train(config, folder, resume=resuming, overwrite=not resuming, progress=progress)
     if kept is not None and trainer.runtime.is_main:
         KeptRun.save(trainer, config, kept)
     return trainer, reused

@@ -9,6 +9,7 @@ names it and the fix, before any data is read or any step is trained.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -27,6 +28,7 @@ __all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_f
 
 OPTIMIZERS = ("adamw", "sgd")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+MAX_TIME_BUDGET_S = 365 * 24 * 3600.0  # longer is a typo (or inf), not a training run
 
 
 @dataclass
@@ -100,9 +102,20 @@ class TrainConfig:
         for name in ("steps", "num_classes"):
             value = getattr(self, name)
             need(value is None or value >= 1, f"{name} must be >= 1 (or unset), got {value}")
-        need(self.time_budget_s is None or self.time_budget_s > 0,
-             f"time_budget_s must be > 0 seconds (or unset), got {self.time_budget_s}")
+        for name in ("time_budget_s", "lr", "backbone_lr_mult", "weight_decay", "momentum",
+                     "poly_power", "save_every_minutes"):
+            value = getattr(self, name)
+            need(value is None or math.isfinite(value),
+                 f"{name} must be a finite number, got {value}")
+        need(all(math.isfinite(s) for s in self.scale), f"scale must be finite, got {self.scale}")
+        need(self.time_budget_s is None or 0 < self.time_budget_s <= MAX_TIME_BUDGET_S,
+             f"time_budget_s must be > 0 and at most {MAX_TIME_BUDGET_S:g} seconds (a year), "
+             f"or unset; got {self.time_budget_s}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        need(self.poly_power >= 0, f"poly_power must be >= 0 (0.9 in the paper's schedule), "
+                                   f"got {self.poly_power}")
+        need(0 <= self.seed < 2**63, f"seed must be an integer in [0, 2**63), got {self.seed}")
         need(0 < self.scale[0] <= self.scale[1], f"scale must be (low, high) with "
                                                  f"0 < low <= high, got {self.scale}")
         for name in ("warmup_steps", "eval_every", "eval_every_steps", "save_every_steps",

@@ -53,10 +53,12 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
              num_classes: int, *, scales: Sequence[float] = (1.0,), flip: bool = False,
              device: torch.device | str | None = None, ignore_index: int = IGNORE_INDEX,
              progress: bool = False, channels_last: bool = False,
-             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             stop: Callable[[], bool] | None = None) -> EvalResult:
     """Evaluate ``model`` on (images, masks) batches, e.g. a DataLoader (images of mixed sizes:
     ``collate_fn=rnlib.data.pad_collate``, whose padding the ignore index keeps out of every
-    metric). ``reduce`` sums the counts of the processes that shared the data."""
+    metric). ``reduce`` sums the counts of the processes that shared the data. When ``stop()``
+    turns true (a stop signal), evaluation ends before the next batch with KeyboardInterrupt."""
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -64,6 +66,9 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     bf = BoundaryFScore(num_classes, ignore_index=ignore_index)
     for images, masks in tqdm(batches, desc="eval", disable=None if progress else True,
                                  leave=False):
+        if stop is not None and stop():
+            model.train(was_training)
+            raise KeyboardInterrupt("evaluation stopped by a signal")
         images = images.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

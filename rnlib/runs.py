@@ -7,13 +7,14 @@ before training is checked first: the model and its options, the data, the numbe
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_config, load_checkpoint, non_finite
 from .config import TrainConfig
 from .data import (
     SegmentationDataset,
@@ -25,8 +26,10 @@ from .data import (
 )
 from .data.sources import Source
 from .evaluate import EvalResult, evaluate
+from .memory import check_run_memory
 from .models import build_model
 from .optim import Schedule, poly_lr
+from .rundir import RunLock, start_rule
 from .runtime import Runtime, choose_device
 from .seeding import INIT, derive_seed, seeded
 from .train import Trainer
@@ -72,20 +75,29 @@ def resolve_classes(config: TrainConfig, source: Source) -> TrainConfig:
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = True, schedule: Schedule = poly_lr) -> Trainer:
+          overwrite: bool = True, progress: bool = True, schedule: Schedule = poly_lr
+          ) -> Trainer:
     """Train ``config`` into ``out_dir`` (``last.pt``, ``history.json``); returns the Trainer,
-    whose ``.model`` and ``.history`` hold the result (``.config`` has ``num_classes`` set)."""
-    with Runtime.start(config.device).main_first():  # one process makes a dataset's cache
-        train_source = make_source(config, "train")
-        val_source = make_source(config, config.val_split)
-    config = resolve_classes(config, train_source)
-    model = make_model(config)
-    train_set = SegmentationDataset(train_source, config.num_classes,
-                                    train_transform(config.crop, scale=config.scale))
-    val_set = SegmentationDataset(val_source, config.num_classes, eval_transform())
-    trainer = Trainer(model, train_set, val_set, config, out_dir, progress=progress,
-                      schedule=schedule)
-    trainer.fit(resume=resume)
+    whose ``.model`` and ``.history`` hold the result (``.config`` has ``num_classes`` set).
+
+    The folder's rules (:mod:`rnlib.rundir`: one run at a time; ``resume`` needs a
+    checkpoint; a checkpoint there is kept as ``last.pt.bak`` with ``overwrite``, refused
+    without) and the memory that the crops need are checked before any data is made."""
+    runtime = Runtime.start(config.device)
+    check_run_memory(config, runtime.device)
+    with RunLock(out_dir) if runtime.is_main else contextlib.nullcontext():
+        start_rule(out_dir, resume, overwrite)
+        with runtime.main_first():  # one process makes a dataset's cache
+            train_source = make_source(config, "train")
+            val_source = make_source(config, config.val_split)
+        config = resolve_classes(config, train_source)
+        model = make_model(config)
+        train_set = SegmentationDataset(train_source, config.num_classes,
+                                        train_transform(config.crop, scale=config.scale))
+        val_set = SegmentationDataset(val_source, config.num_classes, eval_transform())
+        trainer = Trainer(model, train_set, val_set, config, out_dir, progress=progress,
+                          schedule=schedule)
+        trainer.fit(resume=resume, overwrite=overwrite)
     return trainer
 
 
@@ -100,10 +112,28 @@ def load_trained(checkpoint: str | Path, config: TrainConfig | None = None
     ``config`` replaces the checkpoint's own (e.g. another dataset, or align_corners), and the
     weights must fit the model it builds."""
     state = load_checkpoint(checkpoint)
-    config = config or TrainConfig.from_dict(state["config"])
+    config = config or TrainConfig.from_dict(checkpoint_config(state, checkpoint))
+    bad, total = non_finite(state["model"])
+    if bad:
+        raise ValueError(f"{checkpoint} holds {bad} NaN or infinite values among its {total} "
+                         f"weights: it is the result of a diverged run, and its scores would "
+                         f"mean nothing; train again with a lower learning rate")
     model = build_model(config.model, num_classes=config.num_classes, backbone=config.backbone,
                         **config.model_options)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        wanted, got = model.state_dict(), state["model"]
+        missing, extra = sorted(set(wanted) - set(got)), sorted(set(got) - set(wanted))
+        shapes = [k for k in wanted if k in got and wanted[k].shape != got[k].shape]
+        first = (f"{shapes[0]} is {tuple(got[shapes[0]].shape)} in the file, "
+                 f"{tuple(wanted[shapes[0]].shape)} in the model" if shapes
+                 else (missing or extra)[0] if missing or extra else str(err).splitlines()[0])
+        raise ValueError(f"the weights in {checkpoint} do not fit {config.model} with options "
+                         f"{config.model_options or 'none'} ({len(missing)} missing, "
+                         f"{len(extra)} unexpected, {len(shapes)} of other shapes; first: "
+                         f"{first}); use the checkpoint's own model options (drop "
+                         f"--model-option), or check the file") from None
     return model.eval(), config
 
 

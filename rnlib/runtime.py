@@ -91,8 +91,10 @@ class Runtime:
 class StopSignals:
     """While active, Ctrl-C (SIGINT) and SIGTERM (what schedulers send) set ``requested``
     instead of interrupting: the training loop finishes its step and stops there, whole. A
-    second signal interrupts at once. Outside the main thread signals cannot be caught;
-    ``requested`` then stays False and Ctrl-C raises KeyboardInterrupt as usual."""
+    second signal (either) raises KeyboardInterrupt at once, so that a step that hangs (a
+    slow disk) still ends in a save of the last whole step. Outside the main thread signals
+    cannot be caught; ``requested`` then stays None and Ctrl-C raises KeyboardInterrupt as
+    usual."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -101,9 +103,9 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame) -> None:
+        if self.requested is not None:  # the second: act now
+            raise KeyboardInterrupt(f"signal {signum} again")
         self.requested = signum
-        for s, handler in self._previous.items():  # a second signal acts at once
-            signal.signal(s, handler)
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

@@ -15,10 +15,13 @@ weights an uninterrupted run reaches.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import math
+import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -31,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 from tqdm.auto import tqdm
 
+from .atomic import write_text_atomic
 from .budget import BUDGET_ENV, Budget, budget_scale
 from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings, save_checkpoint
 from .config import PRESETS, TrainConfig, plain
@@ -44,6 +48,7 @@ from .optim import (
     freeze_batchnorm,
     poly_lr,
 )
+from .rundir import RunLock, back_up, check_free_space, save_failure, start_rule
 from .runtime import Runtime, StopSignals
 from .seeding import DROPOUT, SeededSamples, derive_seed
 
@@ -52,11 +57,17 @@ __all__ = ["TrainConfig", "PRESETS", "Trainer", "NonFiniteLossError", "TrainingI
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; a checkpoint of the last good step is kept."""
+    """The loss or the weights became NaN or infinite; a checkpoint of the last good step is
+    kept (a non-finite checkpoint is never written)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the run after a whole step, which a checkpoint holds."""
+    """Ctrl-C or SIGTERM stopped the run after a whole step, which a checkpoint holds;
+    ``signum`` is the signal (the shell's exit status is 128 + signum: 130, 143)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class _Resumable(Sampler):
@@ -119,6 +130,10 @@ class Trainer:
         self.step, self.train_seconds = 0, 0.0
         self.history: dict[str, list] = {}
         self._saved_at = time.monotonic()
+        self._saved_step: int | None = None  # the step that out_dir's checkpoint holds
+        self._signals: StopSignals | None = None  # while fit runs
+        self._updating = False  # inside the optimizer's update: the weights are not whole
+        self.data_fingerprint = _fingerprint(train_set)
 
     # -- set-up ------------------------------------------------------------------------------
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -151,54 +166,84 @@ class Trainer:
         return self.budget.total_steps
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, list]:
-        """Train to the planned number of steps; returns the history."""
-        self._begin(resume)
+    def fit(self, resume: bool = False, overwrite: bool = True) -> dict[str, list]:
+        """Train to the planned number of steps; returns the history.
+
+        ``out_dir`` is locked for the run (:class:`rnlib.rundir.RunLock`). With ``resume`` the
+        run continues ``out_dir``'s checkpoint (there must be one); else a checkpoint there is
+        kept as ``last.pt.bak`` when ``overwrite`` (the library's default, for notebooks whose
+        cells run again) and refused when not (the command line's default)."""
+        with RunLock(self.out_dir) if self.runtime.is_main else contextlib.nullcontext():
+            self._begin(resume, overwrite)
+            return self._loop()
+
+    def _loop(self) -> dict[str, list]:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", leave=False,
                    disable=None if self.progress else True)  # None: off without a terminal
-        batches, stepping = self._batches(), False
+        batches, signals = self._batches(), StopSignals()
         try:
-            with StopSignals() as signals:
+            with signals:
+                self._signals = signals
                 while self.step < self.total_steps:
+                    if signals.requested is not None and not self.runtime.distributed:
+                        raise TrainingInterrupted(self._stopped("interrupted"),
+                                                  signals.requested)
                     started = time.perf_counter()
                     images, masks = next(batches)
-                    stepping = True
                     loss, stop = self._train_step(images, masks, signals.requested is not None)
-                    stepping = False
                     self.step += 1
                     self.train_seconds += time.perf_counter() - started
                     self._after_step(loss, bar)
                     if stop:
-                        raise TrainingInterrupted(self._stopped("interrupted"))
+                        raise TrainingInterrupted(self._stopped("interrupted"),
+                                                  signals.requested or signal.SIGINT)
         except (TrainingInterrupted, NonFiniteLossError, DataError):
-            self.save()  # the weights are those of the last whole step
+            if self._weights_finite():
+                self.save()  # the weights are those of the last whole step
             raise
-        except KeyboardInterrupt:  # a Ctrl-C that no handler caught (not the main thread)
-            if stepping:
-                raise TrainingInterrupted(f"interrupted inside step {self.step + 1}; the last "
-                                          f"checkpoint in {self.out_dir} is kept") from None
+        except KeyboardInterrupt:  # a second signal, or a Ctrl-C no handler caught
+            number = signals.requested or signal.SIGINT
+            if self._updating or not self._weights_finite():
+                raise TrainingInterrupted(self._kept(f"interrupted inside step {self.step + 1}"),
+                                          number) from None
             self.save()
-            raise TrainingInterrupted(self._stopped("interrupted")) from None
+            raise TrainingInterrupted(self._stopped("interrupted"), number) from None
         finally:
+            self._signals = None
             bar.close()
         return self.history
 
-    def _begin(self, resume: bool) -> None:
+    def _begin(self, resume: bool, overwrite: bool) -> None:
+        restore = start_rule(self.out_dir, resume, overwrite)
         if self.runtime.is_main:
-            try:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                probe = self.out_dir / ".write-test"
-                probe.write_text("")
-                probe.unlink()
+            try:  # a file of a unique name, removed on close: the folder takes files
+                with tempfile.TemporaryFile(dir=self.out_dir):
+                    pass
             except OSError as err:
                 raise OSError(f"cannot write checkpoints to {self.out_dir}: {err.strerror}; "
                               f"choose another output folder") from err
+            if not restore:
+                back_up(self.out_dir)
+            check_free_space(self.out_dir, self.checkpoint_bytes())
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN picks its fastest
-        if resume and (self.out_dir / CHECKPOINT).exists():
+        if restore:
             self._restore(load_checkpoint(self.out_dir / CHECKPOINT))
         elif self.budget.timed:
             self.budget.plan(self.seconds_per_step())
+
+    def checkpoint_bytes(self) -> int:
+        """About the size of this run's checkpoint: the weights and buffers, the optimizer's
+        state (two values a weight at most: AdamW's moments), and 1 MiB for the rest."""
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
+        return 3 * weights + buffers + 2**20
+
+    def _weights_finite(self) -> bool:
+        """Whether every weight and buffer is finite (one check, one synchronisation)."""
+        tensors = [t for t in itertools.chain(self.model.parameters(), self.model.buffers())
+                   if t.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches from the current step on, epoch after epoch; an epoch resumed in its middle
@@ -224,30 +269,53 @@ class Trainer:
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         masks = masks.to(self.device, non_blocking=True)
         buffers = [b.clone() for b in self.model.buffers()]  # batch norm's statistics, small
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            logits = self.forward(images)  # (N, K, H, W)
-        loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
-        shared = self.runtime.all_reduce(torch.stack(
-            [loss.detach(), torch.tensor(float(stop_requested), device=loss.device)])).tolist()
-        mean_loss = shared[0] / self.runtime.world_size
-        if not math.isfinite(mean_loss):  # decided by every process alike, before any update
-            with torch.no_grad():  # the forward pass put NaNs into batch norm's statistics
+
+        def put_back_buffers() -> None:
+            with torch.no_grad():
                 for b, saved in zip(self.model.buffers(), buffers):
                     b.copy_(saved)
-            raise NonFiniteLossError(self._stopped(f"the loss became {mean_loss}") + (
-                f". Train again with a lower learning rate (now {self.config.lr}) or without "
-                f"AMP, or check the data for NaNs"))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+
+        try:  # until the update, a signal leaves the weights of the last whole step
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits = self.forward(images)  # (N, K, H, W)
+            loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
+            shared = self.runtime.all_reduce(torch.stack(
+                [loss.detach(), torch.tensor(float(stop_requested), device=loss.device)])
+            ).tolist()
+            mean_loss = shared[0] / self.runtime.world_size
+            if not math.isfinite(mean_loss):  # decided by every process alike, before updating
+                put_back_buffers()  # the forward pass put NaNs into batch norm's statistics
+                raise NonFiniteLossError(self._stopped(f"the loss became {mean_loss}") + (
+                    f". Train again with a lower learning rate (now {self.config.lr}) or "
+                    f"without AMP, or check the data for NaNs"))
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        except KeyboardInterrupt:
+            put_back_buffers()
+            raise
+        self._updating = True
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self._updating = False
+        if not self._weights_finite():  # e.g. a NaN momentum: the loss is still finite
+            raise NonFiniteLossError(self._kept(
+                f"the weights became NaN or infinite in step {self.step + 1}") + (
+                f". Train again with a lower learning rate (now {self.config.lr}) or other "
+                f"optimizer settings"))
         return mean_loss, shared[1] > 0
 
     def _stopped(self, what: str) -> str:
         return (f"{what} at step {self.step + 1}; {self.out_dir / CHECKPOINT} holds step "
                 f"{self.step}: continue with resume=True (rnlib train --resume)")
+
+    def _kept(self, what: str) -> str:
+        """``what`` happened and the weights are not whole: what the folder still holds."""
+        if self._saved_step is None:
+            return f"{what}; no checkpoint was written yet: train again"
+        return (f"{what}; {self.out_dir / CHECKPOINT} still holds step {self._saved_step}: "
+                f"continue with resume=True (rnlib train --resume)")
 
     def _after_step(self, loss: float, bar: tqdm) -> None:
         """Record the step; re-plan a timed run; close an epoch; evaluate and save when due."""
@@ -293,8 +361,12 @@ class Trainer:
         rank, world = self.runtime.rank, self.runtime.world_size
         loader = DataLoader(Subset(data, range(rank, len(data), world)), batch_size=self.batch,
                             num_workers=self.config.num_workers, collate_fn=pad_collate)
+        signals = self._signals
+        stop = None if signals is None or self.runtime.distributed else (
+            lambda: signals.requested is not None)  # one process: a signal stops at the batch
         return evaluate(self.model, loader, self.config.num_classes, device=self.device,
-                        channels_last=self.config.channels_last, reduce=self.runtime.all_reduce)
+                        channels_last=self.config.channels_last, reduce=self.runtime.all_reduce,
+                        stop=stop)
 
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),
@@ -313,29 +385,51 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> None:
-        """Write ``out_dir/last.pt`` and ``history.json`` (rank 0 only)."""
+        """Write ``out_dir/last.pt`` and ``history.json`` atomically (rank 0 only). Weights
+        that are not finite are never written; a full or read-only disk is one OSError that
+        names the folder and the command that resumes."""
         self._saved_at = time.monotonic()
         if not self.runtime.is_main:
             return
-        save_checkpoint({
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
-            "train_seconds": self.train_seconds, "history": self.history,
-            "config": plain(asdict(self.config)), "settings": run_settings(self.config),
-        }, self.out_dir / CHECKPOINT)
-        (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        if not self._weights_finite():
+            raise NonFiniteLossError(self._kept(f"the weights at step {self.step} are NaN or "
+                                                f"infinite and were not saved"))
+        try:
+            save_checkpoint({
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
+                "train_seconds": self.train_seconds, "history": self.history,
+                "config": plain(asdict(self.config)), "settings": run_settings(self.config),
+                "data": self.data_fingerprint,
+            }, self.out_dir / CHECKPOINT)
+            self._saved_step = self.step
+            write_text_atomic(self.out_dir / "history.json", json.dumps(self.history, indent=1))
+        except OSError as err:
+            raise save_failure(err, self.out_dir, self._saved_step) from err
 
     def _restore(self, state: dict) -> None:
         if state.get("settings") != run_settings(self.config):
             raise ValueError(f"{self.out_dir / CHECKPOINT} was written with other settings "
                              f"(options or {BUDGET_ENV}); resume with the same ones, or train "
                              f"into a new folder")
+        if None not in (state.get("data"), self.data_fingerprint) \
+                and state["data"] != self.data_fingerprint:
+            raise ValueError(f"the training data changed since {self.out_dir / CHECKPOINT} was "
+                             f"written (other files, sizes or modification times); resume with "
+                             f"the same data, or train anew (--overwrite)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.budget.total_steps = state["total_steps"]  # as planned when the run began
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.train_seconds = state["step"], state["train_seconds"]
-        self.history = state["history"]
+        self.history, self._saved_step = state["history"], state["step"]
 
+
+
+def _fingerprint(dataset: Dataset) -> str | None:
+    """The fingerprint of a dataset's files (:meth:`rnlib.data.Source.fingerprint`), which
+    resuming compares; None for data that has none (generated, in memory)."""
+    source = getattr(dataset, "source", None)
+    return source.fingerprint() if source is not None else None

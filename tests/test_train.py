@@ -176,15 +176,15 @@ def test_interrupted_save_leaves_the_previous_checkpoint(data, tmp_path, monkeyp
     trainer.fit()
     before = (tmp_path / "last.pt").read_bytes()
 
-    def broken_save(obj, path):
-        with open(path, "wb") as f:
-            f.write(b"half a checkp")
+    def broken_save(obj, file):
+        file.write(b"half a checkp")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
         trainer.save()
     assert (tmp_path / "last.pt").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))  # cleaned
 
 
 def test_damaged_checkpoint_is_named_with_the_fix(tmp_path):

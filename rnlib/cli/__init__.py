@@ -24,7 +24,7 @@ from .train import add_eval_command, add_train_command
 
 __all__ = ["main", "build_parser"]
 
-EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +46,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except TrainingInterrupted as err:
+    except TrainingInterrupted as err:  # 130 for SIGINT, 143 for SIGTERM
         print(f"rnlib {args.command}: {err}", file=sys.stderr)
+        raise SystemExit(128 + err.signum) from None
+    except KeyboardInterrupt:  # outside training: nothing half-written is kept (atomic writes)
+        print(f"rnlib {args.command}: interrupted; nothing half-written was kept: run the "
+              f"command again", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
-    except (ValueError, FileNotFoundError, OSError, FloatingPointError, DataError) as err:
-        raise SystemExit(f"rnlib {args.command}: {err}") from err
+    except (ValueError, FileNotFoundError, OSError, FloatingPointError, DataError,
+            MemoryError) as err:
+        raise SystemExit(f"rnlib {args.command}: {err or type(err).__name__}") from err

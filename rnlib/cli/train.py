@@ -18,7 +18,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.print_config:
         print(dump_config(config), end="")
         return
-    trainer = train(config, args.out, resume=args.resume)
+    trainer = train(config, args.out, resume=args.resume, overwrite=args.overwrite)
     if trainer.runtime.is_main:
         h = trainer.history
         print(f"trained {config.model} for {trainer.step} steps; validation mIoU "
@@ -27,11 +27,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import checkpoint_config, load_checkpoint
     from ..config import TrainConfig
     from ..runs import evaluate_checkpoint
 
-    base = TrainConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
+    state = load_checkpoint(args.checkpoint)
+    base = TrainConfig.from_dict(checkpoint_config(state, args.checkpoint))
     config = run_config(args, base=base)
     result, classes = evaluate_checkpoint(args.checkpoint, config=config, split=args.split,
                                           scales=args.scales, flip=args.flip)
@@ -50,7 +51,12 @@ def add_train_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train a model (presets: cpu-quick, gpu-quick, gpu)")
     add_run_options(p, model=True)
     p.add_argument("--out", default="runs/train", help="folder for last.pt and history.json")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue from OUT/last.pt (it must exist)")
+    start.add_argument("--overwrite", action="store_true",
+                       help="train anew into an OUT that holds a run, keeping its checkpoint "
+                            "as last.pt.bak (without --resume or --overwrite it is refused)")
     p.add_argument("--print-config", action="store_true",
                    help="print the effective configuration as YAML and stop")
     p.set_defaults(run=_train)

@@ -38,10 +38,13 @@ def convert_checkpoint(src: str | os.PathLike | Mapping, dst: str | os.PathLike,
     which ``rnlib.runs.load_trained`` and ``rnlib eval`` read: ``{"model": state dict,
     "config": TrainConfig as plain data, "converted_from": provenance}``. Returns the
     provenance (architecture, classes, tensors, ...)."""
+    from ..atomic import check_output
     from ..checkpoint import save_checkpoint
     from ..config import TrainConfig, plain
     from ..models import build_model
 
+    dst = check_output(dst, () if isinstance(src, Mapping) else (src,), (".pt", ".pth"),
+                       "an rnlib checkpoint")
     state = unwrap(_read(src))
     arch = guess_architecture(state) if arch is None else architecture(arch).name
     spec = ARCHITECTURES[arch]
@@ -69,7 +72,6 @@ def convert_checkpoint(src: str | os.PathLike | Mapping, dst: str | os.PathLike,
     if not isinstance(src, Mapping):
         provenance["file"] = Path(src).name
         provenance["sha256"] = _sha256(Path(src))
-    dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint({"model": converted, "config": plain(asdict(config)),
                      "converted_from": provenance}, dst)  # atomic: never half a file at dst
@@ -87,12 +89,16 @@ def _read(source: str | os.PathLike | Mapping) -> Mapping:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # every failure to read becomes one clear message
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        if found:
+        text = " ".join(str(err).split())
+        if "Weights only load failed" in text:  # a pickle that would import or run something
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            warning = re.search(r"Re-running `torch.load`.*?trusted source\.", text)
             raise ValueError(
-                f"{path} holds Python objects besides tensors ({found.group(1)}). rnlib reads "
-                f"weights with torch.load(..., weights_only=True) and never runs code from a "
-                f"file. If you trust this file, unpickle it yourself: state = "
+                f"{path} carries code: Python objects besides tensors "
+                f"({found.group(1) if found else 'pickle instructions that tensors never use'}"
+                f"), so rnlib did not unpickle it (torch.load(..., weights_only=True)). "
+                f"torch warns: {warning.group(0) if warning else 'unpickling it can run code'}"
+                f" If you trust this file, unpickle it yourself: state = "
                 f"torch.load({str(path)!r}, map_location='cpu', weights_only=False), then pass "
                 f"state to rnlib.convert.convert_checkpoint(state, 'model.pt') or "
                 f"load_authors_model(state)") from err

@@ -44,10 +44,13 @@ class SegmentationDataset(Dataset):
                             f"masks must have the image's size")
         bad = np.unique(labels[(labels >= self.num_classes) & (labels != self.ignore_index)])
         if bad.size:
+            fix = (f"the dataset names {len(self.source.classes)} classes (its classes.txt or "
+                   f"its own list): name every label there, or remap the mask"
+                   if self.source.classes else
+                   "raise num_classes (--num-classes), or remap the mask")
             raise DataError(f"{self.source.describe(i)}: mask holds labels {bad[:5].tolist()} but "
                             f"the model has {self.num_classes} classes (0..{self.num_classes - 1},"
-                            f" {self.ignore_index} = ignore); raise num_classes (--num-classes) "
-                            f"or remap the mask")
+                            f" {self.ignore_index} = ignore); {fix}")
         img = tv_tensors.Image(TF.pil_to_tensor(image))  # (3, H, W) uint8
         mask = tv_tensors.Mask(torch.from_numpy(labels.astype(np.int64)))  # (H, W)
         if self.transform is not None:

@@ -10,14 +10,17 @@ dataset row), so that a corrupt file is reported by name. Downloads go through t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..memory import GENERATE_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS, available_memory, check_memory
 from .synthetic import CLASSES, PALETTE, ShapesConfig, make_samples
 
 __all__ = ["Source", "HFSource", "FileSource", "DataError", "shapes", "huggingface", "folder",
@@ -83,12 +86,29 @@ class Source:
     def describe(self, i: int) -> str:
         return f"item {i} of {self.name}"
 
+    def fingerprint(self) -> str | None:
+        """What identifies the data itself, which resuming compares (None: nothing to
+        compare, e.g. data generated from its options)."""
+        return None
+
 
 def _open(data: str | Path | bytes, what: str, mode: str | None = None) -> Image.Image:
-    """Decode an image fully, or raise an error that names it and says what to do."""
+    """Decode an image fully, or raise an error that names it and says what to do. Only
+    regular files are opened (a FIFO would block the run) and only images of at most
+    MAX_IMAGE_PIXELS, checked from the header before decoding."""
     try:
+        if not isinstance(data, bytes) and not stat.S_ISREG(os.stat(data).st_mode):
+            raise DataError(f"{what} is not a regular file (a FIFO, a device or a folder); "
+                            f"remove it from the dataset")
         image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+        w, h = image.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise DataError(f"{what} is {w}x{h} ({w * h / 1e6:.1f} M pixels), more than rnlib "
+                            f"reads ({MAX_IMAGE_PIXELS / 1e6:.1f} M, e.g. 4096x4096): it would "
+                            f"multiply the run's time and memory; downsize it and its mask")
         image.load()
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{what} does not exist; check the dataset path") from None
     except Exception as err:  # PIL raises several kinds for broken files
@@ -175,6 +195,17 @@ class FileSource(Source):
     def describe(self, i: int) -> str:
         return str(self.images[i])
 
+    def fingerprint(self) -> str:
+        """A digest of every file's name, size and modification time."""
+        digest = hashlib.sha256()
+        for path in (*self.images, *self.masks):
+            try:
+                info = os.stat(path)
+                digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}\0missing\n".encode())
+        return digest.hexdigest()
+
     def __getitem__(self, i: int) -> tuple[Image.Image, np.ndarray]:
         image = _open(self.images[i], f"image file {self.images[i]}", "RGB")
         mask = _open(self.masks[i], f"mask file {self.masks[i]}")
@@ -193,6 +224,9 @@ def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: in
         raise ValueError(f"Shapes has splits {', '.join(offsets)}, got {split!r}")
     path = Path(root or data_dir()) / "shapes" / f"{split}-{count}-{size}px-seed{seed}"
     if not (path / "dataset_info.json").exists():
+        check_memory(size * size * (GENERATE_BYTES_PER_PIXEL + 4 * count),
+                     available_memory(), f"generating {count} Shapes images of "
+                     f"{size}x{size}", "lower size or count")
         images, masks = make_samples(seed, count, ShapesConfig(size=size), start=offsets[split])
         features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})
         ds = datasets.Dataset.from_dict(
@@ -211,18 +245,33 @@ def _encode(array: np.ndarray, fmt: str) -> dict:
 
 
 def _save(ds, path: Path) -> None:
-    """Write a dataset to ``path`` through a temporary folder, so a crash leaves no half copy."""
+    """Write a dataset to ``path`` through a temporary folder of this process's own, renamed
+    into place: a crash leaves no half copy, and of two processes that make the same dataset
+    at once the first rename wins and the other uses its copy."""
     import shutil
+    import tempfile
 
-    tmp = path.with_name(path.name + ".partial")
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        ds.save_to_disk(str(tmp))  # progress bars are off: see rnlib/data/__init__.py
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     except OSError as err:
-        raise OSError(f"cannot write the dataset to {path}: {err.strerror or err}; "
-                      f"pass another root=... (or --data-dir)") from err
+        raise OSError(f"cannot write the dataset to {path}: {err.strerror or err}; make "
+                      f"{path.parent} writable, or choose another data folder (--data-dir)"
+                      ) from err
+    try:
+        ds.save_to_disk(str(tmp))  # progress bars are off: see rnlib/data/__init__.py
+        if path.exists() and not (path / "dataset_info.json").exists():
+            shutil.rmtree(path, ignore_errors=True)  # a copy made before writes were atomic
+        try:
+            tmp.rename(path)
+        except OSError:
+            if not (path / "dataset_info.json").exists():  # not a race lost: a real failure
+                raise
+    except OSError as err:
+        raise OSError(f"cannot write the dataset to {path}: {err.strerror or err}; free space "
+                      f"or make {path.parent} writable, then run again") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _pool_split(n: int, split: str, what: str) -> list[int]:
@@ -288,8 +337,9 @@ def folder(root: str | Path, split: str = "train", *, images: str = "images",
         raise FileNotFoundError(f"{base / images} is not a folder; a folder dataset holds "
                                 f"{images}/ and {masks}/ with files of the same names")
 
-    def pictures(path: Path) -> list[Path]:
-        return sorted(p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    def pictures(path: Path) -> list[Path]:  # regular files only: reading a FIFO blocks
+        return sorted(p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                      and p.is_file())
 
     image_files = pictures(base / images)
     mask_by_stem = {p.stem: p for p in pictures(base / masks)}

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..atomic import check_output
 from ..deploy import fuse_batchnorm
 from .explain import explain_onnx_error, explain_save_error, explain_trace_error, shape_log
 from .formats import (
@@ -125,10 +126,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
 
     checkpoint = Path(checkpoint)
     fmt = file_format(fmt)
+    out = check_output(checkpoint.with_suffix(f".{fmt}") if out is None else out, (checkpoint,),
+                       (f".{fmt}",), f"a {fmt} file")  # before anything is read or written
     sizes = [tuple(s) for s in sizes]
     check_sizes(sizes, min_side or MIN_SIDE, "an exported model")  # before minutes of export
     model, config = load_trained(checkpoint)
-    out = Path(out) if out is not None else checkpoint.with_suffix(f".{fmt}")
     name = f"{config.model} ({config.backbone}, {config.num_classes} classes)"
     exported = export_model(model, out, fmt=fmt, fold_bn=fold_bn, min_side=min_side, name=name)
     differences = verify_export(out, model, sizes)
