@@ -44,27 +44,21 @@ def _os_error(code: int | None, message: str) -> OSError:
 
 
 class RunLock:
-    """An exclusive lock on a run's folder for as long as the block runs (re-entrant in one
-    process). Raises :class:`FolderBusyError` naming the PID that holds it, or an OSError
-    saying the folder cannot be written."""
-
-    _held: dict[Path, list] = {}  # folder -> [file descriptor, depth], this process's locks
+    """An exclusive lock on a run's folder (made if missing) for as long as the block runs.
+    Raises :class:`FolderBusyError` naming the PID that holds it, or an OSError saying the
+    folder cannot be written."""
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
+        self.folder, self._fd = Path(folder), -1
 
     def __enter__(self) -> RunLock:
-        key = self.folder.resolve()
-        if key in self._held:
-            self._held[key][1] += 1
-            return self
-        path = self.folder / LOCK
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise _os_error(err.errno, f"cannot write checkpoints to {self.folder}: "
-                                       f"{err.strerror}; choose another output folder (--out)") from err
+                                       f"{err.strerror}; choose another output folder (--out)"
+                            ) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -74,16 +68,12 @@ class RunLock:
                                   f"wait for it to end, or choose another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._held[key] = [fd, 1]
+        self._fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
-        key = self.folder.resolve()
-        held = self._held[key]
-        held[1] -= 1
-        if held[1] == 0:
-            del self._held[key]
-            os.close(held[0])  # releases the lock; the file stays (removing it races)
+        os.close(self._fd)  # releases the lock; the file stays (removing it would race)
+        self._fd = -1
 
 
 def start_rule(folder: str | Path, resume: bool, overwrite: bool) -> bool:

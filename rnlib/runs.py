@@ -7,7 +7,6 @@ before training is checked first: the model and its options, the data, the numbe
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from .evaluate import EvalResult, evaluate
 from .memory import check_run_memory
 from .models import build_model
 from .optim import Schedule, poly_lr
-from .rundir import RunLock, start_rule
+from .rundir import start_rule
 from .runtime import Runtime, choose_device
 from .seeding import INIT, derive_seed, seeded
 from .train import Trainer
@@ -80,24 +79,24 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     """Train ``config`` into ``out_dir`` (``last.pt``, ``history.json``); returns the Trainer,
     whose ``.model`` and ``.history`` hold the result (``.config`` has ``num_classes`` set).
 
-    The folder's rules (:mod:`rnlib.rundir`: one run at a time; ``resume`` needs a
-    checkpoint; a checkpoint there is kept as ``last.pt.bak`` with ``overwrite``, refused
-    without) and the memory that the crops need are checked before any data is made."""
+    The folder's rules (:mod:`rnlib.rundir`: ``resume`` needs a checkpoint; a checkpoint
+    there is kept as ``last.pt.bak`` with ``overwrite``, refused without) and the memory that
+    the crops need are checked before any data is made; the folder is locked while training
+    (:meth:`Trainer.fit`)."""
     runtime = Runtime.start(config.device)
     check_run_memory(config, runtime.device)
-    with RunLock(out_dir) if runtime.is_main else contextlib.nullcontext():
-        start_rule(out_dir, resume, overwrite)
-        with runtime.main_first():  # one process makes a dataset's cache
-            train_source = make_source(config, "train")
-            val_source = make_source(config, config.val_split)
-        config = resolve_classes(config, train_source)
-        model = make_model(config)
-        train_set = SegmentationDataset(train_source, config.num_classes,
-                                        train_transform(config.crop, scale=config.scale))
-        val_set = SegmentationDataset(val_source, config.num_classes, eval_transform())
-        trainer = Trainer(model, train_set, val_set, config, out_dir, progress=progress,
-                          schedule=schedule)
-        trainer.fit(resume=resume, overwrite=overwrite)
+    start_rule(out_dir, resume, overwrite)  # again under the folder's lock, in fit
+    with runtime.main_first():  # one process makes a dataset's cache
+        train_source = make_source(config, "train")
+        val_source = make_source(config, config.val_split)
+    config = resolve_classes(config, train_source)
+    model = make_model(config)
+    train_set = SegmentationDataset(train_source, config.num_classes,
+                                    train_transform(config.crop, scale=config.scale))
+    val_set = SegmentationDataset(val_source, config.num_classes, eval_transform())
+    trainer = Trainer(model, train_set, val_set, config, out_dir, progress=progress,
+                      schedule=schedule)
+    trainer.fit(resume=resume, overwrite=overwrite)
     return trainer
 
 

@@ -90,13 +90,12 @@ def _read(source: str | os.PathLike | Mapping) -> Mapping:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # every failure to read becomes one clear message
         text = " ".join(str(err).split())
-        if "Weights only load failed" in text:  # a pickle that would import or run something
-            found = re.search(r"GLOBAL ([\w.]+)", text)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:  # a pickle that imports something to call: it carries code
             warning = re.search(r"Re-running `torch.load`.*?trusted source\.", text)
             raise ValueError(
-                f"{path} carries code: Python objects besides tensors "
-                f"({found.group(1) if found else 'pickle instructions that tensors never use'}"
-                f"), so rnlib did not unpickle it (torch.load(..., weights_only=True)). "
+                f"{path} carries code: Python objects besides tensors ({found.group(1)}), so "
+                f"rnlib did not unpickle it (torch.load(..., weights_only=True)). "
                 f"torch warns: {warning.group(0) if warning else 'unpickling it can run code'}"
                 f" If you trust this file, unpickle it yourself: state = "
                 f"torch.load({str(path)!r}, map_location='cpu', weights_only=False), then pass "
