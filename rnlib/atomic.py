@@ -40,6 +40,16 @@ def os_error(err: BaseException) -> OSError | None:
     return None
 
 
+def _mode(path: Path) -> int:
+    """The permissions a new ``path`` gets: the old file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a new temporary file beside ``path``, then put it in place.
     On any failure the temporary file is removed and ``path`` is left as it was; an OSError
@@ -49,6 +59,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
                                        suffix=".tmp", delete=False)
     try:
         with file:
+            os.fchmod(file.fileno(), _mode(path))  # not the temporary file's private 0600
             write(file)
             file.flush()
             os.fsync(file.fileno())

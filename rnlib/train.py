@@ -10,7 +10,8 @@ processes and stop signals (:mod:`rnlib.runtime`).
 Nothing is lost: a checkpoint is written at the end of every epoch, every ``save_every_steps``
 steps or ``save_every_minutes`` minutes, and at the current step when Ctrl-C or SIGTERM arrives,
 the loss turns NaN, or a sample cannot be read. ``fit(resume=True)`` continues from it to the
-weights an uninterrupted run reaches.
+weights an uninterrupted run reaches. A run holds its folder's lock and follows its rules
+(:mod:`rnlib.rundir`), and never writes weights that are NaN or infinite.
 """
 
 from __future__ import annotations

@@ -302,6 +302,13 @@ def test_saves_are_atomic_and_synced(tmp_path, monkeypatch):
     target = tmp_path / "history.json"
     atomic.write_text_atomic(target, "old")
     assert len(synced) == 2  # the file, then its folder
+    umask = os.umask(0o022)
+    try:
+        atomic.write_text_atomic(tmp_path / "other.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "other.json").stat().st_mode & 0o777 == 0o644  # not a temp file's 0600
+    (tmp_path / "other.json").unlink()
 
     def dies_half_way(file):
         file.write(b'{"step_lo')
@@ -442,7 +449,8 @@ def test_a_second_signal_saves_the_last_whole_step(data, tmp_path):  # noqa: F81
     assert load_checkpoint(tmp_path / "last.pt")["step"] == trainer.step
 
 
-def test_sigint_during_data_generation_is_one_line_and_status_130(tmp_path):
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_data_generation_is_one_line_and_status_128_plus_it(tmp_path, number):
     started = ("import rnlib.data.sources as s, sys\n"
                "make = s.make_samples\n"
                "def announced(*a, **k):\n"
@@ -457,9 +465,9 @@ def test_sigint_during_data_generation_is_one_line_and_status_130(tmp_path):
                                env=_env())
     assert process.stdout.readline().strip() == "generating"
     time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(number)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 128 + number
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rnlib data: interrupted"), stderr
     assert _no_temporary_files(tmp_path)

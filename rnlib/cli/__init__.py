@@ -11,8 +11,11 @@ before any data is read or any step is trained.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from .bench import add_bench_command
 from .compare import add_compare_command
@@ -24,7 +27,6 @@ from .train import add_eval_command, add_train_command
 
 __all__ = ["main", "build_parser"]
 
-EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +47,36 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        with _sigterm_interrupts():
+            args.run(args)
     except TrainingInterrupted as err:  # 130 for SIGINT, 143 for SIGTERM
         print(f"rnlib {args.command}: {err}", file=sys.stderr)
         raise SystemExit(128 + err.signum) from None
-    except KeyboardInterrupt:  # outside training: nothing half-written is kept (atomic writes)
+    except KeyboardInterrupt as err:  # outside training: temporary files are removed as it ends
         print(f"rnlib {args.command}: interrupted; nothing half-written was kept: run the "
               f"command again", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     except (ValueError, FileNotFoundError, OSError, FloatingPointError, DataError,
             MemoryError) as err:
         raise SystemExit(f"rnlib {args.command}: {err or type(err).__name__}") from err
+
+
+class _Terminated(KeyboardInterrupt):
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM as a KeyboardInterrupt (training takes it over as a stop request): the command
+    unwinds, removing its temporary files, instead of dying where it stands."""
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
