@@ -2,7 +2,8 @@
 
 - One run per folder: a run holds an exclusive ``fcntl.flock`` on ``OUT/.lock`` (the operating
   system releases it when the process dies, ``kill -9`` included); a second run into the same
-  folder is refused with the PID of the one that holds it.
+  folder is refused with the PID of the one that holds it. Taking the lock removes the
+  temporary files of a save that a ``kill -9`` cut short.
 - A folder that holds a checkpoint is continued with ``resume`` or trained anew with
   ``overwrite`` (the old checkpoint is kept as ``last.pt.bak``); neither is refused. ``resume``
   without a checkpoint is refused too: it is a typo, not a new run.
@@ -26,6 +27,7 @@ __all__ = ["LOCK", "BACKUP", "FolderBusyError", "RunLock", "start_rule", "back_u
            "check_free_space", "save_failure"]
 
 LOCK = ".lock"
+HISTORY = "history.json"
 BACKUP = CHECKPOINT + ".bak"
 DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                errno.EROFS: "the disk is read-only", errno.EACCES: "permission denied",
@@ -69,6 +71,9 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        for name in (CHECKPOINT, HISTORY):  # left by a save that kill -9 cut: no one else
+            for stale in self.folder.glob(f".{name}.*.tmp"):  # writes here while we hold it
+                stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:

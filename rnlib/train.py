@@ -49,7 +49,7 @@ from .optim import (
     freeze_batchnorm,
     poly_lr,
 )
-from .rundir import RunLock, back_up, check_free_space, save_failure, start_rule
+from .rundir import HISTORY, RunLock, back_up, check_free_space, save_failure, start_rule
 from .runtime import Runtime, StopSignals
 from .seeding import DROPOUT, SeededSamples, derive_seed
 
@@ -405,7 +405,7 @@ class Trainer:
                 "data": self.data_fingerprint,
             }, self.out_dir / CHECKPOINT)
             self._saved_step = self.step
-            write_text_atomic(self.out_dir / "history.json", json.dumps(self.history, indent=1))
+            write_text_atomic(self.out_dir / HISTORY, json.dumps(self.history, indent=1))
         except OSError as err:
             raise save_failure(err, self.out_dir, self._saved_step) from err
 

@@ -36,6 +36,7 @@ from rnlib.config import TrainConfig, plain
 from rnlib.data import DataError
 from rnlib.data import sources as data_sources
 from rnlib.data.sources import FileSource, folder, shapes
+from rnlib.rundir import RunLock
 from rnlib.train import NonFiniteLossError, TrainingInterrupted
 
 RUN = ["--model", "fcn32s", "--count", "16", *TINY]  # a run of seconds
@@ -76,13 +77,13 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_keeps_a_checkp
     first = subprocess.Popen(_cli("train", *RUN, "--steps", "100000", "--save-every-steps", "1",
                                   "--data-dir", data_dir, "--out", str(run)),
                              stderr=subprocess.PIPE, text=True, env=_env())
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a loaded machine starts Python slowly
     while not (run / "last.pt").exists():  # the first run trains, holding the folder
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     second = subprocess.run(_cli("train", *RUN, "--resume", "--data-dir", data_dir,
                                  "--out", str(run)),
-                            capture_output=True, text=True, env=_env(), timeout=120)
+                            capture_output=True, text=True, env=_env(), timeout=300)
     lines = second.stderr.strip().splitlines()
     assert second.returncode != 0 and len(lines) == 1, second.stderr
     assert f"another run (PID {first.pid}) is training into {run}" in lines[0]
@@ -92,6 +93,16 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_keeps_a_checkp
     assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr
     assert load_checkpoint(run / "last.pt")["step"] >= 1
     assert _no_temporary_files(run)
+
+
+def test_the_lock_says_who_holds_it_and_clears_what_a_kill_left(tmp_path):
+    (tmp_path / ".last.pt.k3j2h1.tmp").write_bytes(b"half a checkp")  # a save cut by kill -9
+    (tmp_path / "notes.tmp").write_text("mine")
+    with RunLock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "notes.tmp"]
+    with RunLock(tmp_path):  # released at the end of the block
+        pass
 
 
 def test_training_into_a_run_needs_resume_or_overwrite(tmp_path, capsys):
