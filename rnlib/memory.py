@@ -3,8 +3,9 @@ evaluation images and generated images need, checked against what the device has
 that a crop of 100000 is one line before any work instead of an allocation of tens of GB.
 
 The bounds are below what rnlib's smallest models measured (ResNet-18 FCN-32s and 64-wide
-RefineNet, batch 2, 256-512 px crops: 700-1700 bytes a pixel to train): they refuse only what
-cannot fit, never a run that might.
+RefineNet, batch 2, on one CPU thread: 700-1700 bytes a pixel to train at 256-512 px crops,
+140-250 to evaluate at 512 px, peak resident memory): they refuse only what cannot fit, never
+a run that might.
 """
 
 from __future__ import annotations

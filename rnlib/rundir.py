@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT
 
-__all__ = ["LOCK", "BACKUP", "FolderBusyError", "RunLock", "start_rule", "back_up",
+__all__ = ["LOCK", "HISTORY", "BACKUP", "FolderBusyError", "RunLock", "start_rule", "back_up",
            "check_free_space", "save_failure"]
 
 LOCK = ".lock"
