@@ -181,15 +181,11 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_at_once(tmp_path, argv, mes
 
 def test_weights_that_turn_nan_are_never_saved_and_the_run_resumes(data, tmp_path):  # noqa: F811
     trainer = _trainer(data, tmp_path, _config(save_every_steps=1))
-    update = trainer.optimizer.step
-
-    def poisoned(*args, **kwargs):  # as a NaN momentum does: the loss stays finite a step
-        result = update(*args, **kwargs)
+    def poison(optimizer, args, kwargs):  # as a NaN momentum does: the loss stays finite
         if trainer.step == 2:
             next(trainer.model.parameters()).data.fill_(float("nan"))
-        return result
 
-    trainer.optimizer.step = poisoned
+    trainer.optimizer.register_step_post_hook(poison)
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN .* in step 3.*still "
                                                  r"holds step 2.*--resume"):
         trainer.fit()
