@@ -129,8 +129,18 @@ def install(results: str, seed: int | None) -> None:
     """Record the protected modules and the course's checkers before the student's code runs;
     each verdict is written to ``results``/<exercise>.json."""
     _STATE.update(exercises={e.id: replace(e) for e in grade.EXERCISES.values()},
-                  grade=grade._grade, results=Path(results), seed=seed,
-                  namespaces=_Namespaces())
+                  registry=dict(grade.EXERCISES), grade=grade._grade, results=Path(results),
+                  seed=seed, namespaces=_Namespaces())
+
+
+def _restore() -> list[str]:
+    """Put back the protected modules and the course's list of exercises; what had changed."""
+    changed = _STATE["namespaces"].restore()
+    if grade.EXERCISES != _STATE["registry"]:
+        grade.EXERCISES.clear()
+        grade.EXERCISES.update(_STATE["registry"])
+        changed.append("rnlib.grade.EXERCISES")
+    return changed
 
 
 @contextmanager
@@ -175,13 +185,12 @@ def _leftovers() -> list[str]:
 
 def check(exercise_id: str, namespace: Mapping[str, Any]) -> None:
     """Check one exercise on the objects in ``namespace`` and write its verdict."""
-    namespaces: _Namespaces = _STATE["namespaces"]
-    exercise = _STATE["exercises"][exercise_id]
-    namespaces.restore()
+    exercise = _STATE["exercises"][exercise_id]  # the copy made before the student's code
+    _restore()
     with _clean_torch():
         result = _STATE["grade"](exercise, namespace, _STATE["seed"])
         changed = _leftovers()
-    changed += namespaces.restore()
+    changed += _restore()
     if changed:
         result = replace(result, status=grade.FAILED, message=(
             f"{exercise.name} changed {', '.join(sorted(changed)[:3])} while it was checked: "

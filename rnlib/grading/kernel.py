@@ -25,9 +25,10 @@ class KernelStopped(Exception):
 
 
 class Kernel:
-    """A fresh ``python3`` kernel in the folder ``cwd`` (it inherits this environment)."""
+    """A fresh ``python3`` kernel in the folder ``cwd`` (it inherits this environment), ready
+    within ``startup`` seconds or RuntimeError."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, startup: float = STARTUP) -> None:
         from jupyter_client.manager import KernelManager
 
         self.manager = KernelManager(kernel_name="python3")
@@ -36,7 +37,7 @@ class Kernel:
         self.client = self.manager.client()
         try:
             self.client.start_channels()
-            self.client.wait_for_ready(timeout=STARTUP)
+            self.client.wait_for_ready(timeout=startup)
         except BaseException:
             self.close()
             raise

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..grade import FAILED, NOT_ATTEMPTED, NOT_GRADED, Exercise, Result
-from .kernel import Kernel, KernelStopped
+from .kernel import STARTUP, Kernel, KernelStopped
 from .submission import defining_cells, one_line
 
 SETUP = '__import__("rnlib.grading.guard", fromlist=["_"]).install({verdicts!r}, {seed!r})'
@@ -53,23 +53,25 @@ class _Session:
         self.ran: list[int] = []  # the cells run so far, in order
         self.stopped: set[int] = set()  # those that stopped the kernel: left out from now
 
-    def _timeout(self) -> float:
+    def _timeout(self, limit: float | None = None) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise _OutOfTime
-        return min(self.limits.cell, left)
+        return min(self.limits.cell if limit is None else limit, left)
 
     def _start(self) -> None:
         while self.kernel is None:
             try:
-                self.kernel = Kernel(self.folder)
+                self.kernel = Kernel(self.folder, self._timeout(STARTUP))
             except Exception as err:
                 raise GradingError(f"the kernel did not start ({one_line(err)})") from None
             setup = SETUP.format(verdicts=str(self.verdicts), seed=self.seed)
-            try:
-                status = self.kernel.run(setup, self._timeout())
+            try:  # importing torch may take longer than a cell's limit
+                status = self.kernel.run(setup, self._timeout(STARTUP))
             except KernelStopped as err:
                 raise GradingError(f"the grader's setup stopped: {err}") from None
+            if status == "timeout":
+                raise _OutOfTime
             if status != "ok":
                 raise GradingError("the grader's setup failed in the kernel: is rnlib "
                                    "installed for the python3 kernel?")
