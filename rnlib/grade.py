@@ -109,6 +109,7 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 USES_LIBRARY = "uses rnlib's implementation"
 NOT_GRADED = "not graded"  # the grader could not check it: the notebook ran out of time
+VERDICTS = (PASSED, FAILED, NOT_ATTEMPTED, USES_LIBRARY, NOT_GRADED)
 
 
 @dataclass

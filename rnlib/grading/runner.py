@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..grade import FAILED, NOT_ATTEMPTED, NOT_GRADED, Exercise, Result
+from ..grade import FAILED, NOT_ATTEMPTED, NOT_GRADED, VERDICTS, Exercise, Result
 from .kernel import STARTUP, Kernel, KernelStopped
 from .submission import defining_cells, one_line
 
@@ -61,8 +61,9 @@ class _Session:
 
     def _start(self) -> None:
         while self.kernel is None:
+            startup = self._timeout(STARTUP)
             try:
-                self.kernel = Kernel(self.folder, self._timeout(STARTUP))
+                self.kernel = Kernel(self.folder, startup)
             except Exception as err:
                 raise GradingError(f"the kernel did not start ({one_line(err)})") from None
             setup = SETUP.format(verdicts=str(self.verdicts), seed=self.seed)
@@ -110,10 +111,14 @@ class _Session:
             return failed(f"its check stopped: {err}")
         if status == "timeout":
             return failed(f"its check did not finish within {timeout:g} s")
-        path = self.verdicts / f"{exercise.id}.json"
-        if not path.exists():
+        try:
+            verdict = Result(**json.loads((self.verdicts / f"{exercise.id}.json").read_text()))
+        except (OSError, ValueError, TypeError):
             return failed("its check stopped without a verdict")
-        return Result(**json.loads(path.read_text()))
+        if (verdict.exercise, verdict.name) != (exercise.id, exercise.name) or \
+                verdict.status not in VERDICTS:
+            return failed("its check stopped without a verdict")
+        return verdict
 
     def close(self) -> None:
         if self.kernel is not None:
