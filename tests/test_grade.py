@@ -27,6 +27,7 @@ from rnlib.grading.submission import defining_cells, one_line
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import ex03_rcu, ex05_crp  # noqa: E402
+from solved import solved_exercise_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -231,10 +232,7 @@ def _notebook(folder: Path, name: str, *sources: str, metadata=None) -> Path:
 
 def _homework(folder: Path) -> Path:
     """notebooks/03 solved, renamed, with extra exercises' markers and definitions in it."""
-    nb = nbformat.read(ROOT / "notebooks" / "03_residual_conv_unit.ipynb", 4)
-    solution = nbformat.read(ROOT / "solutions" / "03_residual_conv_unit.ipynb", 4)
-    (i,) = [i for i, c in enumerate(nb.cells) if "class RCU" in c.source]
-    nb.cells[i].source = solution.cells[i].source
+    nb = solved_exercise_notebook("03_residual_conv_unit.ipynb")
     nb.cells[-1:-1] = [new_markdown_cell("## Exercise 7.1"),
                        new_code_cell("def poly_lr(*a, **k):\n    return 0.0")]
     nbformat.write(nb, folder / "homework.ipynb")
