@@ -53,15 +53,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import checks
 
+if TYPE_CHECKING:
+    from .grading.runner import Limits
+
 __all__ = ["EXERCISES", "Exercise", "Result", "Report", "summary", "format_summary",
            "print_summary", "grade_notebooks", "format_reports", "write_json", "write_csv",
-           "exercises_in"]
+           "exercises_in", "ungraded"]
 
 # seconds; grading stops after the last cell that defines an exercise, so no training runs
 DEFAULT_CELL_TIMEOUT = 300
@@ -220,7 +223,7 @@ def _read_all(paths: Sequence[Path]) -> list[bytes | str]:
 
 
 def _grade_one(path: Path, content: bytes | str, notebook: str | None, seed: int | None,
-               limits: Any) -> Report:
+               limits: Limits) -> Report:
     from .grading.runner import GradingError, grade_cells
     from .grading.submission import read
 
