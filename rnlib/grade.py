@@ -5,10 +5,40 @@ In a notebook (its last cell), the verdict for each of its exercises:
 >>> import rnlib.grade
 >>> rnlib.grade.print_summary(globals(), ["3.1"])
 
-For teachers, ``rnlib grade NOTEBOOK...`` (:func:`grade_notebooks`) runs each submitted notebook
-in a fresh kernel, with a time limit per cell, then the same summary; it prints a table per
-notebook and writes JSON or CSV for a gradebook. A file that is not a readable notebook is
-reported, and the others are still graded. ``--seed`` runs hidden variants of the checks.
+For teachers, ``rnlib grade NOTEBOOK...`` (:func:`grade_notebooks`) grades submitted notebooks
+and prints a table per notebook, and writes JSON or CSV for a gradebook as each notebook
+finishes. ``--seed`` runs hidden variants of the checks.
+
+How a submission is graded, and why (the machinery is in :mod:`rnlib.grading`):
+
+- Every submission is read into memory before any kernel starts, and each runs from a private
+  copy in its own temporary folder: a notebook that deletes or rewrites the files around it
+  changes nothing that is graded, and the submissions' folder is not the kernel's.
+- The exercises come from the course's list for the notebook (:data:`EXERCISES`), named by the
+  teacher (``--notebook``), by the id in the notebook's metadata, or by its file name; markers
+  in the student's cells do not count. A missing exercise is "not attempted".
+- The checker runs in a fresh kernel in which the grader's code runs first: it imports the
+  checkers, keeps its own reference to each, and records the functions and classes of rnlib,
+  torch, numpy and Python's builtins. The student's cells then run in order, up to the last
+  one that defines an exercise (cells after it, such as the summary cell, never run), and each
+  exercise is checked right after the cell that defines it. Before each check the grader puts
+  back whatever the notebook changed in those modules (``torch.allclose``, ``rnlib.checks``,
+  ``rnlib.grade._grade``, an entry of ``EXERCISES``...) and resets torch's global state (grad
+  and inference mode, default dtype, function and dispatch modes, global module hooks); a
+  change made while the check runs fails the exercise. This design keeps the checkers as they
+  are (they inspect the student's modules as they run, which an out-of-process checker fed
+  with outputs could not) and costs one kernel per notebook.
+- Each cell and each check has a time limit, and so has each notebook. A cell past its limit is
+  interrupted; one that ignores the interrupt has its kernel killed. A kernel that dies is
+  restarted for the exercises still to check, without the cell that stopped it. Output is
+  thrown away as it comes.
+
+What it cannot stop: the student's code runs in the kernel that checks it, with the teacher's
+permissions. Code written to attack the grader itself (replacing the guard's own functions,
+IPython's machinery or the verdict file, a tensor type that lies to comparisons, ctypes) can
+still forge a verdict, and code that writes to absolute paths can change files outside its
+folder. For those, read the code of a surprising result, and grade as a user that can read
+only the submissions, in a container.
 """
 
 from __future__ import annotations
@@ -16,23 +46,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import checks
 
-__all__ = ["EXERCISES", "Exercise", "Result", "Report", "summary", "format_summary",
-           "print_summary", "grade_notebooks", "format_reports", "write_json", "write_csv"]
+if TYPE_CHECKING:
+    from .grading.runner import Limits
 
-DEFAULT_CELL_TIMEOUT = 1800  # seconds: notebooks 08 and 09 train for minutes in one cell
+__all__ = ["EXERCISES", "Exercise", "Result", "Report", "summary", "format_summary",
+           "print_summary", "grade_notebooks", "format_reports", "write_json", "write_csv",
+           "exercises_in", "ungraded"]
+
+# seconds; grading stops after the last cell that defines an exercise, so no training runs
+DEFAULT_CELL_TIMEOUT = 300
+DEFAULT_NOTEBOOK_TIMEOUT = 900
+MESSAGE_LIMIT = 4000  # characters of a message kept (a check that prints megabytes)
 
 
 @dataclass(frozen=True)
@@ -73,6 +110,9 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
 ]}
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+USES_LIBRARY = "uses rnlib's implementation"
+NOT_GRADED = "not graded"  # the grader could not check it: the notebook ran out of time
+VERDICTS = (PASSED, FAILED, NOT_ATTEMPTED, USES_LIBRARY, NOT_GRADED)
 
 
 @dataclass
@@ -81,13 +121,24 @@ class Result:
 
     exercise: str
     name: str
-    status: str  # PASSED, FAILED or NOT_ATTEMPTED
+    status: str  # PASSED, FAILED, NOT_ATTEMPTED, USES_LIBRARY or NOT_GRADED
     message: str
+
+
+def _verdict(err: checks.ExerciseError) -> str:
+    """FAILED, or USES_LIBRARY for an error that says so (its ``verdict`` or its class)."""
+    if getattr(err, "verdict", None) == USES_LIBRARY or "library" in type(err).__name__.lower():
+        return USES_LIBRARY
+    return FAILED
 
 
 def _grade(exercise: Exercise, namespace: Mapping[str, Any], seed: int | None) -> Result:
     def result(status: str, message: str) -> Result:
-        return Result(exercise.id, exercise.name, status, message.strip())
+        message = message.strip()
+        if len(message) > MESSAGE_LIMIT:
+            message = f"{message[:MESSAGE_LIMIT]}... ({len(message) - MESSAGE_LIMIT} more " \
+                      "characters)"
+        return Result(exercise.id, exercise.name, status, message)
 
     if exercise.name not in namespace:
         return result(FAILED, f"{exercise.name} is not defined: run its cell, and fix the "
@@ -99,7 +150,7 @@ def _grade(exercise: Exercise, namespace: Mapping[str, Any], seed: int | None) -
     except NotImplementedError as err:
         return result(NOT_ATTEMPTED, str(err) or f"{exercise.name} is not implemented")
     except checks.ExerciseError as err:
-        return result(FAILED, str(err))
+        return result(_verdict(err), str(err))
     except Exception as err:  # a checker never raises otherwise: say what happened
         return result(FAILED, f"checking it raised {type(err).__name__}: {err}")
     return result(PASSED, printed.getvalue())
@@ -135,16 +186,6 @@ def print_summary(namespace: Mapping[str, Any], exercises: Iterable[str],
     print(format_summary(summary(namespace, exercises, seed)))
 
 
-def _grade_into(namespace: Mapping[str, Any], exercises: Sequence[str], path: str,
-                seed: int | None) -> None:
-    """Inside the grading kernel: write the results so far after each exercise, so that a
-    checker stopped by the time limit still leaves the others' verdicts."""
-    results = []
-    for e in exercises:
-        results.append(asdict(_grade(EXERCISES[e], namespace, seed)))
-        Path(path).write_text(json.dumps(results))
-
-
 # -- grading notebooks ------------------------------------------------------------------------
 @dataclass
 class Report:
@@ -159,78 +200,77 @@ class Report:
         return sum(r.status == PASSED for r in self.results)
 
 
-def exercises_in(notebook: Any, path: Path) -> list[str]:
-    """The exercises of a notebook: its "Exercise N.M" markers, and those of the course
-    notebook it is named after."""
-    text = "\n".join(str(cell.get("source", "")) for cell in notebook.cells)
-    found = set(re.findall(r"Exercise (\d+\.\d+)", text))
-    found |= {e.id for e in EXERCISES.values() if path.stem.startswith(e.notebook)}
-    return [e for e in EXERCISES if e in found]
+def exercises_in(notebook: Any, path: Path, name: str | None = None) -> list[str]:
+    """The exercises of a submission: those of the course notebook named ``name``, else the one
+    its metadata or its file name names (ValueError when none). Its cells do not count."""
+    from .grading.submission import identify
+
+    if name is None:
+        name = identify(notebook, path, list(dict.fromkeys(e.notebook for e in EXERCISES.values())))
+    return [e.id for e in EXERCISES.values() if e.notebook == name]
 
 
-def _read(path: Path) -> Any:
-    """The notebook at ``path``; ValueError saying why when it is not one."""
-    import nbformat
-
-    if not path.is_file():
-        raise ValueError("no such file" if not path.exists() else "not a file")
-    if path.stat().st_size == 0:
-        raise ValueError("the file is empty")
-    try:
-        notebook = nbformat.read(path, as_version=4)
-        nbformat.validate(notebook)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ValueError(f"not a Jupyter notebook ({reason})") from None
-    return notebook
-
-
-def _execute(notebook: Any, path: Path, exercises: list[str], cell_timeout: float,
-             seed: int | None) -> list[Result]:
-    import nbformat
-    from nbclient import NotebookClient
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "results.json"
-        notebook.cells.append(nbformat.v4.new_code_cell(
-            "import rnlib.grade as _rnlib_grade\n"
-            f"_rnlib_grade._grade_into(globals(), {exercises!r}, {str(out)!r}, seed={seed!r})"))
-        client = NotebookClient(notebook, timeout=int(cell_timeout), kernel_name="python3",
-                                allow_errors=True, interrupt_on_timeout=True,
-                                resources={"metadata": {"path": str(path.parent.resolve())}})
-        stopped = None
+def _read_all(paths: Sequence[Path]) -> list[bytes | str]:
+    """Each submission's bytes, or why it cannot be read: all read before any kernel starts."""
+    contents: list[bytes | str] = []
+    for path in paths:
         try:
-            client.execute()
-        except Exception as err:  # the kernel died, or did not start
-            stopped = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}"
-        results = [Result(**r) for r in json.loads(out.read_text())] if out.exists() else []
-    done = {r.exercise for r in results}
-    reason = stopped or f"its checker did not finish within {cell_timeout:g} s"
-    return results + [Result(e, EXERCISES[e].name, FAILED, f"not graded: {reason}")
-                      for e in exercises if e not in done]
+            contents.append(path.read_bytes() if path.is_file() else
+                            "no such file" if not path.exists() else "not a file")
+        except OSError as err:
+            contents.append(f"cannot be read ({err.strerror or err})")
+    return contents
+
+
+def _grade_one(path: Path, content: bytes | str, notebook: str | None, seed: int | None,
+               limits: Limits) -> Report:
+    from .grading.runner import GradingError, grade_cells
+    from .grading.submission import read
+
+    if isinstance(content, str):
+        return Report(str(path), error=content)
+    try:
+        nb = read(content)
+        exercises = [EXERCISES[e] for e in exercises_in(nb, path, notebook)]
+    except ValueError as err:
+        return Report(str(path), error=str(err))
+    sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    with tempfile.TemporaryDirectory(prefix="rnlib-grade-") as folder, \
+            tempfile.TemporaryDirectory(prefix="rnlib-verdicts-") as verdicts:
+        (Path(folder) / path.name).write_bytes(content)
+        try:
+            return Report(str(path), grade_cells(sources, exercises, Path(folder),
+                                                 Path(verdicts), seed, limits))
+        except GradingError as err:
+            return Report(str(path), error=str(err))
 
 
 def grade_notebooks(paths: Iterable[str | Path], *, cell_timeout: float = DEFAULT_CELL_TIMEOUT,
-                    seed: int | None = None, progress: bool = True) -> list[Report]:
-    """Run each notebook top to bottom in a fresh kernel (errors in cells do not stop it; a
-    cell that runs past ``cell_timeout`` seconds is interrupted), then check its exercises.
-    The kernel inherits the environment (RNLIB_BUDGET_SCALE shortens training)."""
-    reports = []
+                    notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT, seed: int | None = None,
+                    notebook: str | None = None, progress: bool = True,
+                    on_report: Callable[[Report], None] | None = None) -> list[Report]:
+    """Grade each submission in a fresh kernel (see the module's docstring), with at most
+    ``cell_timeout`` seconds per cell or check and ``notebook_timeout`` per notebook;
+    ``notebook`` names the course notebook for all of them (default: each one's metadata or
+    file name). ``on_report`` gets each notebook's report as soon as it is done. The kernel
+    inherits the environment (RNLIB_BUDGET_SCALE shortens training)."""
+    from .grading.runner import Limits
+
     paths = [Path(p) for p in paths]
-    for i, path in enumerate(paths, 1):
+    limits = Limits(cell_timeout, notebook_timeout)
+    reports = []
+    for i, (path, content) in enumerate(zip(paths, _read_all(paths)), 1):
         if progress:
             print(f"grading {path} ({i} of {len(paths)})", file=sys.stderr)
-        try:
-            notebook = _read(path)
-        except ValueError as err:
-            reports.append(Report(str(path), error=str(err)))
-            continue
-        exercises = exercises_in(notebook, path)
-        if not exercises:
-            reports.append(Report(str(path), error="no exercise of the course in it"))
-            continue
-        reports.append(Report(str(path), _execute(notebook, path, exercises, cell_timeout, seed)))
+        reports.append(_grade_one(path, content, notebook, seed, limits))
+        if on_report is not None:
+            on_report(reports[-1])
     return reports
+
+
+def ungraded(reports: Sequence[Report]) -> list[Report]:
+    """The reports of notebooks that could not be graded, wholly or in part."""
+    return [r for r in reports if r.error or any(x.status == NOT_GRADED for x in r.results)]
 
 
 def format_reports(reports: Sequence[Report]) -> str:
@@ -252,17 +292,26 @@ def write_json(reports: Sequence[Report], path: str | Path) -> None:
     """All reports, with every message in full."""
     data = [{"notebook": r.path, "error": r.error, "passed": r.passed, "total": len(r.results),
              "exercises": [asdict(x) for x in r.results]} for r in reports]
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    _replace(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_csv(reports: Sequence[Report], path: str | Path) -> None:
     """One row per notebook and exercise; a notebook that could not be graded gets one row
     with status "error"."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["notebook", "exercise", "defines", "status", "message"])
-        for r in reports:
-            if r.error:
-                writer.writerow([r.path, "", "", "error", r.error])
-            writer.writerows([r.path, x.exercise, x.name, x.status, x.message] for x in r.results)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["notebook", "exercise", "defines", "status", "message"])
+    for r in reports:
+        if r.error:
+            writer.writerow([r.path, "", "", "error", r.error])
+        writer.writerows([r.path, x.exercise, x.name, x.status, x.message] for x in r.results)
+    _replace(path, text.getvalue())
+
+
+def _replace(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a file beside it, then renamed)."""
+    partial = Path(f"{path}.partial")
+    with open(partial, "w", newline="") as f:
+        f.write(text)
+    os.replace(partial, path)
 

@@ -132,6 +132,7 @@ def exercise_notebook(solution: nbformat.NotebookNode, name: str) -> nbformat.No
             cell.outputs, cell.execution_count = [], None
         cell.get("metadata", {}).pop("execution", None)
     nb.metadata.pop("widgets", None)  # the widgets' saved state belongs to the dropped outputs
+    nb.metadata["rnlib"] = {"notebook": Path(name).stem}  # `rnlib grade` knows it by this id
     return nb
 
 
