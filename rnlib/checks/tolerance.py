@@ -1,0 +1,52 @@
+"""The one tolerance policy of every check.
+
+A result agrees with the expected one when they differ by at most :data:`RTOL` times the
+expected magnitude: the value itself for a number, the largest entry for a tensor, or a scale
+that the check states where the expected value can be zero (a learning rate at the last step
+is compared at the scale of the base rate). 1e-5 leaves room for float32 arithmetic (a float32
+poly schedule is off by about 1e-8; a small network summed in another order, by about 1e-6)
+and none for a mistake. A message that shows two results prints as many digits as it takes
+to tell them apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+RTOL = 1e-5
+
+
+def _as_float(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach())
+    return value
+
+
+def agrees(got: Any, expected: Any, scale: float = 0.0) -> bool:
+    """Whether ``got`` equals ``expected`` within the policy (numbers and tensors), or exactly
+    (anything else: lists of sizes, strings)."""
+    if isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and (
+            got.numel() != 1 or expected.numel() != 1):
+        if got.shape != expected.shape:
+            return False
+        if not expected.numel():
+            return True
+        a, b = got.detach().double(), expected.detach().double()
+        magnitude = max(float(b.abs().max()), scale)
+        return bool((a - b).abs().max() <= RTOL * magnitude)
+    got, expected = _as_float(got), _as_float(expected)
+    numbers = (int, float)
+    if isinstance(got, numbers) and isinstance(expected, numbers):
+        return abs(got - expected) <= RTOL * max(abs(expected), scale)
+    return got == expected
+
+
+def show(got: float, expected: float) -> tuple[str, str]:
+    """The two numbers with the fewest significant digits (at least 4) that tell them apart."""
+    for digits in range(4, 18):
+        a, b = f"{got:.{digits}g}", f"{expected:.{digits}g}"
+        if a != b:
+            return a, b
+    return repr(got), repr(expected)
