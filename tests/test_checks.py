@@ -3,12 +3,16 @@ pass through, the student's random state is left alone, seeds give hidden varian
 solutions students write, right and wrong, are in tests/corpus (tests/test_checker_corpus.py)."""
 
 import inspect
+import re
+import sys
 
 import pytest
 import torch
+from corpus import ex03_rcu
 from torch import nn
 
 from rnlib import blocks, checks, grade
+from rnlib.checks.tolerance import agrees
 from rnlib.models.refinenet import RefineNetDecoder
 
 CHECKERS = [getattr(checks, name) for name in checks.__all__ if name.startswith("check_")]
@@ -23,6 +27,24 @@ CHECKERS = [getattr(checks, name) for name in checks.__all__ if name.startswith(
 def test_rnlib_blocks_pass_when_the_library_is_allowed(check, component, capsys):
     check(component, allow_library=True)
     assert capsys.readouterr().out.endswith("all checks passed.\n")
+
+
+@pytest.mark.parametrize("check,component", [
+    (checks.check_rcu, blocks.RCU),
+    (checks.check_fusion, blocks.MultiResolutionFusion),
+    (checks.check_crp, blocks.ChainedResidualPooling),
+    (checks.check_refinenet_block, blocks.RefineNetBlock),
+])
+def test_rnlib_blocks_are_refused_as_a_solution(check, component):
+    with pytest.raises(checks.UsesLibraryError, match=rf"uses rnlib's implementation "
+                                                      rf"\(rnlib.blocks.{component.__name__}\)"):
+        check(component)
+
+
+def test_the_decoders_own_forward_is_refused_as_a_solution():
+    with pytest.raises(checks.UsesLibraryError, match=r"RefineNetDecoder.forward"):
+        checks.check_decoder(lambda decoder, features: decoder(features),
+                             RefineNetDecoder((64, 128, 256, 512), 3, widths=(32, 16)))
 
 
 def test_rnlib_decoder_passes_its_own_forward(capsys):
@@ -104,3 +126,48 @@ def test_the_block_checker_tries_several_settings(monkeypatch):
 def test_every_exercise_of_the_registry_names_a_checker():
     assert list(grade.EXERCISES) == ["1.1", "1.2", "2.1", "2.2", "3.1", "4.1", "5.1", "6.1",
                                      "6.2", "7.1", "8.1", "9.1", "10.1"]
+
+
+def test_a_notebooks_global_settings_reach_neither_the_verdict_nor_back(capsys):
+    torch.set_grad_enabled(False)
+    torch.set_default_dtype(torch.float64)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        checks.check_rcu(ex03_rcu.correct_as_in_the_paper)
+        assert not torch.is_grad_enabled() and torch.get_default_dtype() == torch.float64
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_grad_enabled(True)
+        torch.set_default_dtype(torch.float32)
+        torch.use_deterministic_algorithms(False)
+    assert capsys.readouterr().out.endswith("all checks passed.\n")
+
+
+def test_the_library_watch_leaves_a_profiler_in_place(capsys):
+    def profiler(frame, event, arg):
+        pass
+
+    sys.setprofile(profiler)
+    try:
+        checks.check_rcu(ex03_rcu.correct_as_in_the_paper)
+        assert sys.getprofile() is profiler
+    finally:
+        sys.setprofile(None)
+
+
+def test_the_tolerance_is_relative_to_the_value_or_a_stated_scale():
+    assert agrees(0.1, 0.1 * (1 + 1.5e-8)) and agrees(3e-9, 3e-9 * (1 + 1e-6))
+    assert not agrees(0.1, 0.1 * (1 + 1e-4)) and not agrees(3e-9, 3.1e-9)
+    assert not agrees(1e-12, 0.0) and agrees(1e-12, 0.0, scale=0.1)
+    assert agrees(torch.tensor([100.0, 1.0]), torch.tensor([100.0, 1.0005]))
+    assert not agrees(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 1.0]))
+
+
+def test_a_near_miss_prints_the_digits_that_tell_the_values_apart():
+    def poly_lr(step, total_steps, base_lr, power=0.9):
+        return base_lr * (1 - step / total_steps) ** power * (1 + 2e-5)
+
+    with pytest.raises(checks.ExerciseError) as error:
+        checks.check_poly_lr(poly_lr)
+    got, expected = re.search(r"you give (\S+), expected (\S+)", str(error.value)).groups()
+    assert got != expected and float(expected) == pytest.approx(float(got), rel=1e-4)

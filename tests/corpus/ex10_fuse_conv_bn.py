@@ -16,16 +16,19 @@ def _scale(bn):
     return bn.weight / torch.sqrt(bn.running_var + bn.eps)
 
 
-def correct_new_convolution(conv, bn):
+def _fold_into(fused, conv, bn):
     scale = _scale(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True,
-                      padding_mode=conv.padding_mode)
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale[:, None, None, None])
         bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
         fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
     return fused
+
+
+def correct_new_convolution(conv, bn):
+    return _fold_into(nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                conv.stride, conv.padding, conv.dilation, conv.groups, bias=True,
+                                padding_mode=conv.padding_mode), conv, bn)
 
 
 def library_torch_utility(conv, bn):
@@ -114,26 +117,16 @@ def wrong_returns_both(conv, bn):
 
 @expect(r"fails on a grouped convolution \(groups=\d\)")
 def wrong_drops_groups(conv, bn):
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, bias=True, padding_mode=conv.padding_mode)
-    scale = _scale(bn)
-    with torch.no_grad():
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.weight.copy_(conv.weight * scale[:, None, None, None])
-        fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
-    return fused
+    return _fold_into(nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                conv.stride, conv.padding, conv.dilation, bias=True,
+                                padding_mode=conv.padding_mode), conv, bn)
 
 
 @expect(r"has padding_mode='zeros', the original padding_mode='reflect'")
 def wrong_drops_padding_mode(conv, bn):
-    scale = _scale(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True)
-    with torch.no_grad():
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.weight.copy_(conv.weight * scale[:, None, None, None])
-        fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
-    return fused
+    return _fold_into(nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                conv.stride, conv.padding, conv.dilation, conv.groups,
+                                bias=True), conv, bn)
 
 
 @expect(r"loses the sign of bn.weight")
