@@ -13,6 +13,7 @@ from .report import Explanation, passed
 from .scalar import Mistake, diagnose, number
 from .state import checker, randomness
 from .student import Watch, call
+from .tolerance import show
 
 
 def _counted(ignore: int) -> Explanation:
@@ -41,6 +42,17 @@ def _confusion(pred: torch.Tensor, target: torch.Tensor, k: int, ignore: int) ->
     return cm
 
 
+def _default_ignore(watch: Watch, fn: Callable, args: tuple, expected: float,
+                    context: str) -> None:
+    """Called without ``ignore_index``, ``fn(*args)`` must ignore 255, its default."""
+    got = number(watch.component, call(watch, fn, *args, context=context,
+                                       hint="give ignore_index the default 255"))
+    mine, theirs = show(got, expected)
+    diagnose(watch.component, got, expected, "give ignore_index the default 255 in the "
+             "function's signature", context=context, otherwise=f"called without ignore_index "
+             f"it gives {mine}, expected {theirs}: its default ignore_index is not 255")
+
+
 @checker
 def check_pixel_accuracy(fn: Callable, *, seed: int | None = None,
                          allow_library: bool = False) -> None:
@@ -62,6 +74,8 @@ def check_pixel_accuracy(fn: Callable, *, seed: int | None = None,
             Mistake(100 * expected, "it gives a percentage", "return a fraction between 0 and 1"),
             Mistake(float(correct), "it returns the number of correct pixels",
                     "divide it by the number of valid pixels")])
+        if ignore == 255:
+            _default_ignore(watch, fn, (pred, target), expected, context)
     passed(name)
 
 
@@ -114,7 +128,10 @@ def check_mean_iou(fn: Callable, *, seed: int | None = None,
         got = number(name, call(watch, fn, pred, target, k, ignore, context=context,
                                 hint="per class: TP / (TP + FP + FN) over the pixels not "
                                      "ignored"))
-        diagnose(name, got, _confusion(pred, target, k, ignore).miou(),
-                 "IoU_c = TP / (TP + FP + FN); mIoU is their mean over the classes present",
-                 mistakes=_iou_mistakes(pred, target, k, ignore), context=context)
+        expected = _confusion(pred, target, k, ignore).miou()
+        diagnose(name, got, expected, "IoU_c = TP / (TP + FP + FN); mIoU is their mean over the "
+                 "classes present", mistakes=_iou_mistakes(pred, target, k, ignore),
+                 context=context)
+        if ignore == 255:
+            _default_ignore(watch, fn, (pred, target, k), expected, context)
     passed(name)

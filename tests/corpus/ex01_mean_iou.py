@@ -111,3 +111,8 @@ def wrong_predicted_classes_only(pred, target, num_classes, ignore_index=255):
     ious = [((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
             for c in pred.unique().tolist()]
     return sum(ious) / len(ious)
+
+
+@expect(r"called without ignore_index it gives \S+, expected \S+: its default ignore_index is not 255")
+def wrong_default_ignore_index(pred, target, num_classes, ignore_index=-1):
+    return correct_loop_over_classes(pred, target, num_classes, ignore_index)

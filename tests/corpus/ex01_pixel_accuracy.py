@@ -51,3 +51,9 @@ def wrong_hard_coded_255(pred, target, ignore_index=255):
 def wrong_forgets_to_return(pred, target, ignore_index=255):
     keep = target != ignore_index
     (pred[keep] == target[keep]).float().mean().item()
+
+
+@expect(r"called without ignore_index it gives \S+, expected \S+: its default ignore_index is not 255")
+def wrong_default_ignore_index(pred, target, ignore_index=0):
+    keep = target != ignore_index
+    return (pred[keep] == target[keep]).float().mean().item()
