@@ -4,7 +4,7 @@ means and a hint. :func:`diagnose` applies the one tolerance policy (:mod:`.tole
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,3 @@ def diagnose(component: str, got: Any, expected: Any, rule: str, *,
             fail(component, mistake.what, mistake.hint, context)
     fail(component, otherwise or _shown(got, expected), rule, context)
 
-
-def lazily(compute: Callable[..., Any], *args: Any) -> Callable[[], Any]:
-    """A mistake's value computed only when the check gets that far."""
-    return lambda: compute(*args)
