@@ -55,9 +55,10 @@ def test_rnlib_decoder_passes_its_own_forward(capsys):
 
 
 @pytest.mark.parametrize("check", CHECKERS, ids=lambda c: c.__name__)
-def test_every_checker_takes_a_seed_keyword(check):
-    seed = inspect.signature(check).parameters["seed"]
-    assert seed.kind is inspect.Parameter.KEYWORD_ONLY and seed.default is None
+def test_every_checker_takes_a_seed_and_an_allow_library_keyword(check):
+    parameters = inspect.signature(check).parameters
+    assert parameters["seed"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameters["seed"].default is None and parameters["allow_library"].default is False
 
 
 def test_a_stub_raises_its_not_implemented_error_untouched():

@@ -31,13 +31,14 @@ def _sizes(raw: object, h: int, w: int, name: str) -> list[tuple[int, ...]]:
 
 
 @checker
-def check_stage_sizes(fn: Callable, *, seed: int | None = None) -> None:
+def check_stage_sizes(fn: Callable, *, seed: int | None = None,
+                      allow_library: bool = False) -> None:
     """Exercise 2.1: ``fn(height, width) -> [(h, w) of layer1, layer2, layer3, layer4]``."""
     from ..backbones import ResNetBackbone
 
     name = "stage_sizes"
     rng, _, seed = randomness(seed)
-    watch = Watch(name)
+    watch = Watch(name, (), allow_library)  # no library helper does this exercise
     with torch.device("meta"):  # shapes only: the network runs without computing a value
         net = ResNetBackbone("resnet18").eval()
     sizes = [(128, 128), (512, 375), (97, 130), (33, 65)]
@@ -93,12 +94,13 @@ def _loss_mistakes(logits: torch.Tensor, target: torch.Tensor) -> list[Mistake]:
 
 
 @checker
-def check_segmentation_loss(fn: Callable, *, seed: int | None = None) -> None:
+def check_segmentation_loss(fn: Callable, *, seed: int | None = None,
+                            allow_library: bool = False) -> None:
     """Exercise 2.2: ``fn(logits (N, K, h, w), target (N, H, W)) -> loss`` upsampling first.
     Either align_corners convention of the bilinear upsampling is accepted."""
     name = "segmentation_loss"
     rng, gen, _ = randomness(seed)
-    watch = Watch(name)
+    watch = Watch(name, (), allow_library)  # no library helper does this exercise
     hint = "upsample the logits to target.shape[-2:], then F.cross_entropy(..., ignore_index=255)"
     for n, k, h, w, scale in [(2, 3, 5, 7, 4), (1, rng.randint(4, 6), rng.randint(3, 6),
                                                   rng.randint(5, 9), rng.choice([4, 8]))]:

@@ -20,7 +20,7 @@ saw) become a specific message. A stub's NotImplementedError passes through unto
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,11 +132,11 @@ class BlockCheck:
     def _inputs(self, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
         return [torch.randn(shape, generator=self.gen) * INPUT_SCALE for shape in shapes]
 
-    def _forward(self, student: nn.Module, s: Setting, xs: list[torch.Tensor], context: str,
-                 explain: Callable[[], Explanation | None] | None = None) -> Any:
+    def _forward(self, student: nn.Module, s: Setting, xs: list[torch.Tensor],
+                 context: str) -> Any:
         """The student's forward on copies of ``xs``, under the library watch."""
         with self.watch.student(), guard(self.component, "calling it", self.hint_error,
-                                         context, explain):
+                                         context):
             return student(s.pack([x.clone() for x in xs]))
 
     def _check(self, cls: type[nn.Module], s: Setting) -> list[str]:
@@ -219,20 +219,26 @@ class BlockCheck:
         return match
 
     def _again(self, student: nn.Module, ref: nn.Module, s: Setting, context: str) -> None:
-        """A second call, on inputs of other sizes: a size kept from the first call shows."""
-        shapes = [(n, c, h + 4, w + 6) for n, c, h, w in s.shapes]
-        xs = self._inputs(shapes)
-        out = self._forward(student, s, xs, context)
+        """A second call, on inputs of other sizes: a size kept from the first call shows, and
+        so does a rule that held on the first sizes by chance."""
+        other = Setting(s.args, s.kwargs, [(n, c, h + 4, w + 6) for n, c, h, w in s.shapes],
+                        s.as_list)
+        xs, recorder = self._inputs(other.shapes), Recorder(student)
+        with recorder:
+            out = self._forward(student, other, xs, context)
         with torch.no_grad():
-            expected = ref(s.pack(xs))
+            expected = ref(other.pack(xs))
         if isinstance(out, torch.Tensor) and agrees(out, expected):
             return
-        gives = (f"shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
-                 if isinstance(out, torch.Tensor) and out.shape != expected.shape
-                 else "another output than rnlib's")
+        sizes = ", ".join(hw(x) for x in other.shapes)
+        first = max((x[-2:] for x in s.shapes), key=lambda x: x[0] * x[1])
+        if isinstance(out, torch.Tensor) and tuple(out.shape[-2:]) != tuple(first):
+            fail(self.component, *(self.explain(recorder.calls, other, True)
+                                   or (f"called again on inputs of other sizes ({sizes}), its "
+                                       "output differs from rnlib's", self.hint_output)), context)
         fail(self.component, f"it is right on its first call, but a second call on inputs of "
-                             f"other sizes ({', '.join(hw(x) for x in shapes)}) gives {gives}: "
-                             "it keeps something from an earlier call",
+                             f"other sizes ({sizes}) gives an output of the first call's size "
+                             f"{hw(first)}: it keeps something from an earlier call",
              "compute sizes from the inputs in every call of forward; do not store them "
              "(nn.Upsample(size=...) fixes the size when it is created)", context)
 

@@ -4,12 +4,13 @@ means and a hint. :func:`diagnose` applies the one tolerance policy (:mod:`.tole
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .report import fail
-from .tolerance import agrees, show
+from .tolerance import RTOL, agrees, distance, show
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,17 @@ def _shown(got: Any, expected: Any) -> str:
 
 
 def diagnose(component: str, got: Any, expected: Any, rule: str, *,
-             mistakes: Iterable[Mistake] = (), context: str | None = None, scale: float = 0.0,
+             mistakes: Sequence[Mistake] = (), context: str | None = None, scale: float = 0.0,
              otherwise: str | None = None) -> None:
-    """Return when ``got`` agrees with ``expected``. Else fail with the first mistake whose
-    value agrees with ``got``, else with ``otherwise`` (default: both values) and ``rule``."""
+    """Return when ``got`` agrees with ``expected``. Else fail with the mistake whose value is
+    nearest to ``got``, if it agrees (two mistakes can give values closer than the tolerance),
+    else with ``otherwise`` (default: both values) and ``rule``."""
     if agrees(got, expected, scale):
         return
-    for mistake in mistakes:
-        if agrees(got, mistake.value(), scale):
-            fail(component, mistake.what, mistake.hint, context)
+    nearest = min(((distance(got, m.value(), scale), i) for i, m in enumerate(mistakes)),
+                  default=(math.inf, -1))
+    if nearest[0] <= RTOL:
+        mistake = mistakes[nearest[1]]
+        fail(component, mistake.what, mistake.hint, context)
     fail(component, otherwise or _shown(got, expected), rule, context)
 

@@ -11,6 +11,7 @@ A message that shows two results prints as many digits as it takes to tell them 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,23 +25,31 @@ def _as_float(value: Any) -> Any:
     return value
 
 
-def agrees(got: Any, expected: Any, scale: float = 0.0) -> bool:
-    """Whether ``got`` equals ``expected`` within the policy (numbers and tensors), or exactly
-    (anything else: lists of sizes, strings)."""
+def distance(got: Any, expected: Any, scale: float = 0.0) -> float:
+    """How far ``got`` is from ``expected``, relative to the expected magnitude (or ``scale``,
+    if larger): 0 when equal, infinite when they differ in kind or shape, or are not finite."""
     if isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and (
             got.numel() != 1 or expected.numel() != 1):
         if got.shape != expected.shape:
-            return False
+            return math.inf
         if not expected.numel():
-            return True
+            return 0.0
         a, b = got.detach().double(), expected.detach().double()
-        magnitude = max(float(b.abs().max()), scale)
-        return bool((a - b).abs().max() <= RTOL * magnitude)
-    got, expected = _as_float(got), _as_float(expected)
-    numbers = (int, float)
-    if isinstance(got, numbers) and isinstance(expected, numbers):
-        return abs(got - expected) <= RTOL * max(abs(expected), scale)
-    return got == expected
+        gap, magnitude = float((a - b).abs().max()), max(float(b.abs().max()), scale)
+    else:
+        got, expected = _as_float(got), _as_float(expected)
+        if not (isinstance(got, (int, float)) and isinstance(expected, (int, float))):
+            return 0.0 if got == expected else math.inf
+        gap, magnitude = abs(got - expected), max(abs(expected), scale)
+    if math.isnan(gap) or math.isinf(gap):
+        return math.inf
+    return gap / magnitude if magnitude else (0.0 if gap == 0 else math.inf)
+
+
+def agrees(got: Any, expected: Any, scale: float = 0.0) -> bool:
+    """Whether ``got`` equals ``expected`` within the policy (numbers and tensors), or exactly
+    (anything else: lists of sizes, strings)."""
+    return distance(got, expected, scale) <= RTOL
 
 
 def show(got: float, expected: float) -> tuple[str, str]:

@@ -326,7 +326,7 @@ class wrong_any_single_path_passes_through(_Convs):
 
 
 class wrong_upsample_size_cached_on_the_first_call(_Convs):
-    EXPECTED = r"right on its first call, but a second call on inputs of other sizes .* gives shape"
+    EXPECTED = r"right on its first call, but a second call on inputs of other sizes .* gives an output of the first call's size"
 
     def forward(self, xs):
         if self.single:
