@@ -12,6 +12,7 @@ from corpus import ex03_rcu
 from torch import nn
 
 from rnlib import blocks, checks, grade
+from rnlib.checks.scalar import Mistake, diagnose
 from rnlib.checks.tolerance import agrees
 from rnlib.models.refinenet import RefineNetDecoder
 
@@ -172,3 +173,11 @@ def test_a_near_miss_prints_the_digits_that_tell_the_values_apart():
         checks.check_poly_lr(poly_lr)
     got, expected = re.search(r"you give (\S+), expected (\S+)", str(error.value)).groups()
     assert got != expected and float(expected) == pytest.approx(float(got), rel=1e-4)
+
+
+def test_the_nearest_of_two_agreeing_mistakes_names_the_cause():
+    near, exact = Mistake(0.1318854, "near", "hint"), Mistake(lambda: 0.131885, "exact", "hint")
+    with pytest.raises(checks.ExerciseError, match=r"^x: exact\n"):
+        diagnose("x", 0.131885, 0.2, "the rule", mistakes=[near, exact])
+    with pytest.raises(checks.ExerciseError, match=r"^x: you give 0.1319, expected 0.2\n.*the rule"):
+        diagnose("x", 0.1319, 0.2, "the rule", mistakes=[near, exact])

@@ -64,6 +64,10 @@ class Setting:
         return f"input path {i}" if self.as_list else "the input"
 
 
+def _inputs(gen: torch.Generator, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    return [torch.randn(shape, generator=gen) * INPUT_SCALE for shape in shapes]
+
+
 def pyramid(rng: random.Random, levels: int) -> list[tuple[int, int]]:
     """Sizes as a ResNet gives them: odd, non-square, each about half the previous."""
     h, w = rng.randrange(11, 20, 2), rng.randrange(13, 24, 2)
@@ -129,9 +133,6 @@ class BlockCheck:
             notes += self._check(cls, setting)
         passed(self.component, notes)
 
-    def _inputs(self, shapes: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
-        return [torch.randn(shape, generator=self.gen) * INPUT_SCALE for shape in shapes]
-
     def _forward(self, student: nn.Module, s: Setting, xs: list[torch.Tensor],
                  context: str) -> Any:
         """The student's forward on copies of ``xs``, under the library watch."""
@@ -143,7 +144,7 @@ class BlockCheck:
         """Build, run and record, match and copy weights, compare, then gradients."""
         name = getattr(cls, "__name__", self.component)
         context = s.describe(name)
-        xs = self._inputs(s.shapes)
+        xs = _inputs(self.gen, s.shapes)
         refs = [self.reference(s, c) for c in self.conventions]
         ref_calls = convs_called(record(refs[0], s.pack(xs)))
         with self.watch.student(), guard(self.component, f"building it as {s.construction(name)}",
@@ -223,7 +224,7 @@ class BlockCheck:
         so does a rule that held on the first sizes by chance."""
         other = Setting(s.args, s.kwargs, [(n, c, h + 4, w + 6) for n, c, h, w in s.shapes],
                         s.as_list)
-        xs, recorder = self._inputs(other.shapes), Recorder(student)
+        xs, recorder = _inputs(self.gen, other.shapes), Recorder(student)
         with recorder:
             out = self._forward(student, other, xs, context)
         with torch.no_grad():
