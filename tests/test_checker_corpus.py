@@ -1,6 +1,7 @@
 """Every checker against the corpus of student-style solutions in tests/corpus: each correct
-one passes (on the visible checks and on a hidden variant), each wrong one is rejected with the
-message of its own mistake."""
+one passes, each wrong one is rejected with the message of its own mistake, and each that
+uses the library's implementation of its exercise gets that verdict, on the visible checks
+and on five hidden variants."""
 
 import importlib
 import pkgutil
@@ -13,7 +14,7 @@ import pytest
 from rnlib import checks, grade
 
 MODULES = [importlib.import_module(f"corpus.{m.name}") for m in pkgutil.iter_modules(corpus.__path__)]
-HIDDEN_SEED = 11
+SEEDS = [None, 11, 23, 37, 101, 2027]  # the visible checks, then five hidden variants
 BLOCKS = {"3.1", "4.1", "5.1", "6.1"}  # the block exercises need more: 8 wrong, 4 correct
 
 
@@ -22,13 +23,13 @@ def _solutions(kind):
             for name, obj in vars(m).items() if name.startswith(f"{kind}_")]
 
 
-def _message(module, obj, seed=None):
+def _error(module, obj, seed=None):
     with pytest.raises(checks.ExerciseError) as error:
         grade.EXERCISES[module.EXERCISE].check(obj, seed=seed)
-    return str(error.value)
+    return error.value
 
 
-@pytest.mark.parametrize("seed", [None, HIDDEN_SEED])
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("module,obj", _solutions("correct"))
 def test_correct_solution_passes(module, obj, seed, capsys):
     grade.EXERCISES[module.EXERCISE].check(obj, seed=seed)
@@ -38,31 +39,36 @@ def test_correct_solution_passes(module, obj, seed, capsys):
     assert (note is None and "note:" not in out) or re.search(note, out)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("module,obj", _solutions("wrong"))
-def test_wrong_solution_is_rejected_with_its_own_message(module, obj):
-    message = _message(module, obj)
-    assert re.search(obj.EXPECTED, message), message
-    assert "\nHint: " in message
+def test_wrong_solution_is_rejected_with_its_own_message(module, obj, seed):
+    error = _error(module, obj, seed)
+    assert re.search(obj.EXPECTED, str(error)), str(error)
+    assert "\nHint: " in str(error) and not isinstance(error, checks.UsesLibraryError)
 
 
-@pytest.mark.parametrize("module,obj", [p for p in _solutions("wrong")
-                                        if p.values[0].EXERCISE in BLOCKS])
-def test_a_hidden_variant_rejects_it_for_the_same_reason(module, obj):
-    message = _message(module, obj, seed=HIDDEN_SEED)
-    assert re.search(obj.EXPECTED, message), message
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("module,obj", _solutions("library"))
+def test_the_librarys_implementation_gets_a_verdict_of_its_own(module, obj, seed):
+    error = _error(module, obj, seed)
+    assert isinstance(error, checks.UsesLibraryError), str(error)
+    assert re.search(r"^[\w ]+: it uses (rnlib|torch)'s implementation \([\w.]+\)", str(error))
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.EXERCISE)
 def test_each_mistake_gets_a_message_of_its_own(module):
     wrong = [obj for name, obj in vars(module).items() if name.startswith("wrong_")]
-    messages = [_message(module, obj).split("\n")[0] for obj in wrong]
+    messages = [str(_error(module, obj)).split("\n")[0] for obj in wrong]
     assert len(set(messages)) == len(messages), Counter(messages).most_common(2)
 
 
 def test_the_corpus_covers_every_exercise():
-    wrong = Counter(m.EXERCISE for m in MODULES for n in vars(m) if n.startswith("wrong_"))
-    correct = Counter(m.EXERCISE for m in MODULES for n in vars(m) if n.startswith("correct_"))
+    def count(kind):
+        return Counter(m.EXERCISE for m in MODULES for n in vars(m) if n.startswith(f"{kind}_"))
+
+    wrong, correct, library = count("wrong"), count("correct"), count("library")
     assert set(wrong) == set(correct) == set(grade.EXERCISES)
+    assert {"1.1", "1.2", "3.1", "4.1", "5.1", "6.1", "6.2", "7.1", "10.1"} <= set(library)
     for exercise in grade.EXERCISES:
         least = (8, 4) if exercise in BLOCKS else (3, 2)
         assert wrong[exercise] >= least[0] and correct[exercise] >= least[1], exercise

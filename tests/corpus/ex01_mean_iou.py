@@ -29,7 +29,16 @@ def correct_confusion_matrix_by_bincount(pred, target, num_classes, ignore_index
     return (tp[union > 0] / union[union > 0]).mean().item()
 
 
-def correct_with_rnlib(pred, target, num_classes, ignore_index=255):
+def correct_in_float32_with_a_tensor_result(pred, target, num_classes, ignore_index=255):
+    keep = target != ignore_index
+    p, t = pred[keep], target[keep]
+    classes = torch.arange(num_classes)[:, None]
+    inter = ((p == classes) & (t == classes)).sum(1).float()
+    union = ((p == classes) | (t == classes)).sum(1).float()
+    return (inter[union > 0] / union[union > 0]).mean()
+
+
+def library_confusion_matrix(pred, target, num_classes, ignore_index=255):
     cm = ConfusionMatrix(num_classes, ignore_index)
     cm.update(pred, target)
     return cm.miou()
@@ -86,3 +95,24 @@ def wrong_hard_coded_255(pred, target, num_classes, ignore_index=255):
     tp, fp, fn = _ious(pred, target, num_classes, 255)
     seen = (tp + fp + fn) > 0
     return (tp[seen] / (tp + fp + fn)[seen]).mean().item()
+
+
+@expect(r"leaves out the last class")
+def wrong_skips_the_last_class(pred, target, num_classes, ignore_index=255):
+    tp, fp, fn = _ious(pred, target, num_classes - 1, ignore_index)
+    union = tp + fp + fn
+    return (tp[union > 0] / union[union > 0]).mean().item()
+
+
+@expect(r"averages over the predicted classes only")
+def wrong_predicted_classes_only(pred, target, num_classes, ignore_index=255):
+    keep = target != ignore_index
+    pred, target = pred[keep], target[keep]
+    ious = [((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+            for c in pred.unique().tolist()]
+    return sum(ious) / len(ious)
+
+
+@expect(r"called without ignore_index it gives \S+, expected \S+: its default ignore_index is not 255")
+def wrong_default_ignore_index(pred, target, num_classes, ignore_index=-1):
+    return correct_loop_over_classes(pred, target, num_classes, ignore_index)

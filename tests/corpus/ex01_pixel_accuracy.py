@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from corpus import expect
+from rnlib.metrics import ConfusionMatrix
 
 EXERCISE = "1.1"
 
@@ -51,3 +52,16 @@ def wrong_hard_coded_255(pred, target, ignore_index=255):
 def wrong_forgets_to_return(pred, target, ignore_index=255):
     keep = target != ignore_index
     (pred[keep] == target[keep]).float().mean().item()
+
+
+@expect(r"called without ignore_index it gives \S+, expected \S+: its default ignore_index is not 255")
+def wrong_default_ignore_index(pred, target, ignore_index=0):
+    keep = target != ignore_index
+    return (pred[keep] == target[keep]).float().mean().item()
+
+
+def library_confusion_matrix(pred, target, ignore_index=255):
+    cm = ConfusionMatrix(int(max(pred.max(), target[target != ignore_index].max())) + 1,
+                         ignore_index)
+    cm.update(pred, target)
+    return cm.pixel_accuracy()

@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnlib import blocks
+
 EXERCISE = "3.1"
 
 
@@ -250,3 +252,56 @@ class wrong_constructor_signature(_Convs):
 
     def forward(self, x):
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+# -- explicit padding, and the layers' own weights applied in other ways ----------------------
+class correct_zero_pad_then_unpadded_convolutions(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.pad = nn.ZeroPad2d(1)
+        self.conv1 = nn.Conv2d(channels, channels, 3)
+        self.conv2 = nn.Conv2d(channels, channels, 3, bias=False)
+
+    def forward(self, x):
+        out = self.conv1(self.pad(F.relu(x)))
+        return x + self.conv2(self.pad(F.relu(out)))
+
+
+class correct_functional_conv_with_the_layers_weights(_Convs):
+    def forward(self, x):
+        out = F.conv2d(F.relu(x), self.conv1.weight, self.conv1.bias, padding=1)
+        return x + F.conv2d(F.relu(out), self.conv2.weight, None, 1, 1)
+
+
+class correct_calls_forward_of_its_layers(_Convs):
+    def forward(self, x):
+        return x + self.conv2.forward(F.relu(self.conv1.forward(F.relu(x))))
+
+
+class wrong_relu6(_Convs):
+    EXPECTED = r"it clamps at an upper bound \(ReLU6 or hardtanh\)"
+
+    def forward(self, x):
+        return x + self.conv2(F.relu6(self.conv1(F.relu6(x))))
+
+
+# -- rnlib's own RCU, which the exercise asks to write -----------------------------------------
+library_imported = blocks.RCU
+
+
+class library_subclass(blocks.RCU):
+    pass
+
+
+class library_wrapper(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.inner = blocks.RCU(channels)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class library_borrows_the_forward(_Convs):
+    def forward(self, x):
+        return blocks.RCU.forward(self, x)

@@ -195,7 +195,7 @@ class wrong_smallest_resolution(_Convs):
 
 
 class wrong_first_input_assumed_largest(_Convs):
-    EXPECTED = r"resizes to \d+x\d+, not to the largest input's .*\n.*\(built as \w+\(\[\d+, \d+\]"
+    EXPECTED = r"resizes to \d+x\d+, not to the largest input's .*\n.*\(built as \w+\(\[\d+(, \d+)+\]"
 
     def forward(self, xs):
         if self.single:
@@ -300,3 +300,60 @@ class wrong_changes_input_tensors(_Convs):
         for c, x in zip(self.convs[1:], xs[1:]):
             out = out + blocks.resize(c(x), size, True)
         return out
+
+
+# -- sizes from the inputs, on every call ------------------------------------------------------
+class wrong_largest_by_numel(_Convs):
+    EXPECTED = r"the size of the input with the most elements \(numel\(\) counts channels too\)"
+
+    def forward(self, xs):
+        if self.single:
+            return xs[0]
+        size = max(xs, key=lambda x: x.numel()).shape[-2:]  # counts channels too
+        return sum(F.interpolate(c(x), size=size, mode="bilinear", align_corners=True)
+                   for c, x in zip(self.convs, xs))
+
+
+class wrong_any_single_path_passes_through(_Convs):
+    EXPECTED = r"'convs.0' is created but never used in forward"
+
+    def forward(self, xs):
+        if len(xs) == 1:  # even when its channels are not out_channels
+            return xs[0]
+        size = _largest(xs)
+        return sum(F.interpolate(c(x), size=size, mode="bilinear", align_corners=True)
+                   for c, x in zip(self.convs, xs))
+
+
+class wrong_upsample_size_cached_on_the_first_call(_Convs):
+    EXPECTED = r"right on its first call, but a second call on inputs of other sizes .* gives an output of the first call's size"
+
+    def forward(self, xs):
+        if self.single:
+            return xs[0]
+        if not hasattr(self, "up"):
+            self.up = nn.Upsample(size=tuple(_largest(xs)), mode="bilinear", align_corners=True)
+        return sum(self.up(c(x)) for c, x in zip(self.convs, xs))
+
+
+class correct_functional_conv_with_the_layers_weights(_Convs):
+    def forward(self, xs):
+        if self.single:
+            return xs[0]
+        size = _largest(xs)
+        return sum(F.interpolate(F.conv2d(x, c.weight, padding=1), size=size, mode="bilinear",
+                                 align_corners=True) for c, x in zip(self.convs, xs))
+
+
+# -- rnlib's own fusion ----------------------------------------------------------------------
+class library_subclass(blocks.MultiResolutionFusion):
+    pass
+
+
+class library_wrapper(nn.Module):
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.fusion = blocks.MultiResolutionFusion(in_channels, out_channels)
+
+    def forward(self, xs):
+        return self.fusion(xs)

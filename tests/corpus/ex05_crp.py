@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnlib import blocks
+
 EXERCISE = "5.1"
 
 
@@ -272,3 +274,56 @@ class wrong_never_pools(_Convs):
             path = conv(path)
             out = out + path
         return out
+
+
+def _chain(convs, start, pool):
+    """start plus each block's output, each block pooling then convolving the previous one's."""
+    out = path = start
+    for conv in convs:
+        path = conv(pool(path))
+        out = out + path
+    return out
+
+
+# -- explicit padding ------------------------------------------------------------------------
+class correct_minus_infinity_padding_then_unpadded_pooling(nn.Module):
+    def __init__(self, channels, num_blocks=4):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(channels, channels, 3))
+                                   for _ in range(num_blocks))
+
+    def forward(self, x):
+        out = path = F.relu(x)
+        for conv in self.convs:
+            path = conv(F.max_pool2d(F.pad(path, (2, 2, 2, 2), value=float("-inf")), 5, 1))
+            out = out + path
+        return out
+
+
+class wrong_relu6(_Convs):
+    EXPECTED = r"it clamps at an upper bound \(ReLU6 or hardtanh\)"
+
+    def forward(self, x):
+        return _chain(self.convs, nn.ReLU6()(x), _pool)
+
+
+class wrong_zero_padding_before_the_pooling(_Convs):
+    EXPECTED = r"its output differs from rnlib's"
+
+    def forward(self, x):  # zeros beat negative values at the border
+        return _chain(self.convs, F.relu(x), lambda p: F.max_pool2d(F.pad(p, (2, 2, 2, 2)), 5, 1))
+
+
+# -- rnlib's own pooling ---------------------------------------------------------------------
+class library_subclass_with_its_own_forward(blocks.ChainedResidualPooling):
+    def forward(self, x):
+        return _chain(self.convs, F.relu(x), _pool)
+
+
+class library_wrapper(nn.Module):
+    def __init__(self, channels, num_blocks=4):
+        super().__init__()
+        self.crp = blocks.ChainedResidualPooling(channels, num_blocks)
+
+    def forward(self, x):
+        return self.crp(x)

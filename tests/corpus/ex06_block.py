@@ -6,6 +6,7 @@ import itertools
 import torch.nn.functional as F
 from torch import nn
 
+from rnlib import blocks
 from rnlib.blocks import RCU, ChainedResidualPooling, MultiResolutionFusion
 
 EXERCISE = "6.1"
@@ -299,3 +300,18 @@ class wrong_detaches_the_fused_map(_Block):
     def forward(self, xs):
         fused = self.fuse([a(x) for a, x in zip(self.adapt, xs)]).detach()
         return self.out(self.pool(fused))
+
+
+# -- rnlib's own block -----------------------------------------------------------------------
+class library_subclass(blocks.RefineNetBlock):
+    pass
+
+
+class library_wrapper(nn.Module):
+    def __init__(self, in_channels, out_channels, rcus_per_path=2, crp_blocks=4, out_rcus=3):
+        super().__init__()
+        self.block = blocks.RefineNetBlock(in_channels, out_channels, rcus_per_path=rcus_per_path,
+                                           crp_blocks=crp_blocks, out_rcus=out_rcus)
+
+    def forward(self, xs):
+        return self.block(xs)

@@ -83,3 +83,11 @@ def wrong_hard_coded_four_cascade(decoder, features):
     for k, i in enumerate((3, 2, 1, 0)[:len(decoder.blocks)]):
         x = [decoder.blocks[k]([decoder.adapt[str(i)](features[i])] + x)]
     return decoder.classifier(x[0])
+
+
+def library_the_decoders_own_forward(decoder, features):
+    return decoder(features)
+
+
+def library_forward_called_directly(decoder, features):
+    return type(decoder).forward(decoder, features)
