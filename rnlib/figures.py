@@ -241,7 +241,7 @@ DECODERS = [
 
 def figure_decoders() -> plt.Figure:
     """How FCN's skips (Long et al.), U-Net (Ronneberger et al.), FPN (Lin et al., 2017) and
-    RefineNet each combine a ResNet's four stages (§2, §3.4): the stages each reads, how one
+    RefineNet each combine a ResNet's four stages (§1): the stages each reads, how one
     level merges with the coarser one, where it predicts."""
     fig, axes = plt.subplots(1, len(DECODERS), figsize=(12, 4.2))
     for ax, (name, where, start, merge, used, output) in zip(axes, DECODERS):
