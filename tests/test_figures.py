@@ -3,6 +3,8 @@
 
 import importlib
 import re
+import sys
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
@@ -89,3 +91,13 @@ def test_figure3_lights_the_close_up_of_the_part():
 def test_an_unknown_part_names_the_valid_ones(draw):
     with pytest.raises(ValueError, match="unknown part 'RCUs'.*choose one of"):
         draw(highlight="RCUs")
+
+
+def test_the_readme_shows_the_drawings_that_the_script_writes():
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    import make_figures
+
+    shown = set(re.findall(r"\]\(docs/([\w.-]+\.png)\)", (root / "README.md").read_text()))
+    assert shown and shown <= set(make_figures.DRAWINGS)
+    assert all((root / "docs" / name).is_file() for name in make_figures.DRAWINGS)
