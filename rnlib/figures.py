@@ -194,22 +194,21 @@ def _crp_closeup(ax: Axes, highlight: str | None) -> None:
     ax.text(1.2, 6.45, "x", ha="center", fontsize=9)
     _arrow(ax, (1.2, 6.3), (1.2, 6.0))
     _box(ax, (0.4, 5.3), (1.6, 0.7), "ReLU", "", ["CRP"], highlight)
-    _sum_x, previous = 3.2, (3.2, 5.65)
-    ax.plot([2.0, _sum_x], [5.65, 5.65], color=EDGE, lw=1.0)
-    bottom = 5.3  # the chain: the ReLU's output, then each block's convolution
-    for i, y in enumerate([3.95, 1.75]):
-        _arrow(ax, (1.2, bottom), (1.2, y + 1.0))
-        bottom = y - 0.3
+    sum_x = 3.2  # the column of sums: the ReLU's output plus each block's
+    ax.plot([2.0, sum_x], [5.65, 5.65], color=EDGE, lw=1.0)
+    chain, total = 5.3, 5.65  # where the chain and the running sum leave the row above
+    for y in [3.95, 1.75]:
+        _arrow(ax, (1.2, chain), (1.2, y + 1.0))
         _box(ax, (0.4, y + 0.45), (1.6, 0.55), "5x5 max pool", "", ["CRP"], highlight)
         _arrow(ax, (1.2, y + 0.45), (1.2, y + 0.25))
         _box(ax, (0.4, y - 0.3), (1.6, 0.55), "3x3 conv", "", ["CRP"], highlight)
-        _sum(ax, (_sum_x, y))
-        _arrow(ax, (2.0, y), (_sum_x - 0.16, y))
-        _arrow(ax, (previous[0], previous[1] - (0 if i == 0 else 0.16)), (_sum_x, y + 0.16))
-        previous = (_sum_x, y)
+        _sum(ax, (sum_x, y))
+        _arrow(ax, (2.0, y), (sum_x - 0.16, y))
+        _arrow(ax, (sum_x, total), (sum_x, y + 0.16))
+        chain, total = y - 0.3, y - 0.16
     ax.text(0.1, 0.55, "the chain feeds each block's\noutput to the next (x4 in rnlib)",
             fontsize=6.5, va="top")
-    _arrow(ax, (_sum_x, 1.59), (_sum_x, 0.1))
+    _arrow(ax, (sum_x, 1.59), (sum_x, 0.1))
 
 
 def figure3(highlight: str | None = None) -> plt.Figure:
