@@ -46,6 +46,39 @@ def test_stub_names_its_exercise():
         make_exercises.strip_solutions("### BEGIN SOLUTION\n### END SOLUTION", "test")
 
 
+def test_a_written_answer_becomes_a_placeholder():
+    solution = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("### Question 9.2\nWhy?"),
+        nbformat.v4.new_markdown_cell("**Written answer 9.2** Because the shortcut adds x."),
+        nbformat.v4.new_code_cell("x = 1")])
+    exercise = make_exercises.exercise_notebook(solution, "test")
+    assert make_exercises.written_answers(solution) == ["9.2"]
+    assert exercise.cells[0].source == "### Question 9.2\nWhy?"
+    assert exercise.cells[1].source == make_exercises.PLACEHOLDER.format(id="9.2")
+    assert "Because" not in make_exercises._text(exercise)
+    solution.cells[1].source = "**Written answer 9.2**:"
+    with pytest.raises(ValueError, match="written answer 9.2 has no model answer"):
+        make_exercises.exercise_notebook(solution, "test")
+
+
+def test_the_course_asks_for_written_answers_and_hides_their_model_answers():
+    count = 0
+    for path in SOLUTIONS:
+        solution = nbformat.read(path, as_version=4)
+        exercise = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+        ids = make_exercises.written_answers(solution)
+        assert make_exercises.written_answers(exercise) == ids
+        assert len(set(ids)) == len(ids), f"{path.name}: a written answer's id repeats"
+        assert not set(ids) & set(make_exercises.exercises(solution)), (
+            f"{path.name}: a written answer shares its id with a checked exercise")
+        for cell in exercise.cells:
+            if make_exercises.WRITTEN.match(cell.source):
+                number = make_exercises.WRITTEN.match(cell.source).group(1)
+                assert cell.source == make_exercises.PLACEHOLDER.format(id=number)
+        count += len(ids)
+    assert count >= 4
+
+
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_each_notebook_has_colab_badge_install_cell_and_small_outputs(path):
     for nb in (nbformat.read(path, as_version=4),
@@ -76,6 +109,24 @@ def test_each_notebook_ends_with_the_verdict_on_its_exercises(path):
     assert f"rnlib.grade.print_summary(globals(), {json.dumps(ids)})" in last.source
     printed = "".join(o.get("text", "") for o in last.outputs)
     assert printed.endswith(f"{len(ids)} of {len(ids)} exercises passed\n")
+
+
+def test_every_colab_badge_and_install_points_at_the_repository_setting():
+    """Every Colab link and every pip install from GitHub, in the notebooks and the README,
+    names make_exercises.REPOSITORY, and each README link opens a notebook that exists."""
+    colab = re.compile(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/main/"
+                       r"notebooks/([\w.-]+\.ipynb)")
+    pip = re.compile(r"git\+https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?[\"@\s]")
+    readme = (ROOT / "README.md").read_text()
+    texts = {"README.md": readme} | {
+        f"{p.parent.name}/{p.name}": p.read_text() for p in SOLUTIONS
+    } | {f"notebooks/{p.name}": (ROOT / "notebooks" / p.name).read_text() for p in SOLUTIONS}
+    for where, text in texts.items():
+        found = [m.group(1) for m in colab.finditer(text)] + pip.findall(text)
+        assert found, f"{where} has no Colab badge or install line"
+        assert set(found) == {make_exercises.REPOSITORY}, where
+    linked = {m.group(2) for m in colab.finditer(readme)}
+    assert linked == {p.name for p in SOLUTIONS}
 
 
 def test_a_fork_changes_one_line(monkeypatch):

@@ -12,6 +12,10 @@ Then every region between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become
 ``# Exercise N.M: ...`` comment above it; outputs, saved widget state, execution counts and
 nbval's output markers are removed.
 
+Written answers, graded by the teacher: a markdown cell that starts with
+``**Written answer N.M**`` holds the model answer in the solution; the exercise notebook gets
+``PLACEHOLDER`` in its place. The question itself goes in the markdown cell before it.
+
     python tools/make_exercises.py                      # rewrite solutions/, write notebooks/
     python tools/make_exercises.py 03_residual_conv_unit.ipynb   # only these
     python tools/make_exercises.py --check              # exit 1 if anything is out of date
@@ -34,6 +38,9 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CHECK_OUTPUT = "# NBVAL_CHECK_OUTPUT"  # compares a solution's checker output; blank in exercises
 EXERCISE = re.compile(r"#\s*(Exercise \d+\.\d+:.*)$")
 EXERCISE_ID = re.compile(r"Exercise (\d+\.\d+):")
+WRITTEN = re.compile(r"\*\*Written answer (\d+\.\d+)\*\*")
+PLACEHOLDER = ("**Written answer {id}** (your teacher grades it; a few sentences): "
+               "*your answer here*")
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
@@ -88,6 +95,23 @@ def exercises(nb: nbformat.NotebookNode) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def written_answers(nb: nbformat.NotebookNode) -> list[str]:
+    """The ids of the written answers a notebook holds, in order ("3.2", ...)."""
+    return [m.group(1) for cell in nb.cells
+            if cell.cell_type == "markdown" and (m := WRITTEN.match(cell.source))]
+
+
+def strip_written_answer(source: str, where: str) -> str:
+    """A written answer's placeholder for the model answer in ``source`` (other cells as
+    they are)."""
+    found = WRITTEN.match(source)
+    if not found:
+        return source
+    if not source[found.end():].strip(" :.\n"):
+        raise ValueError(f"{where}: written answer {found.group(1)} has no model answer")
+    return PLACEHOLDER.format(id=found.group(1))
+
+
 def _set_source(cell: nbformat.NotebookNode, source: str) -> None:
     if cell.source != source:
         cell.source = source
@@ -130,6 +154,8 @@ def exercise_notebook(solution: nbformat.NotebookNode, name: str) -> nbformat.No
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source, f"{name} cell {i}")
             cell.outputs, cell.execution_count = [], None
+        else:
+            cell.source = strip_written_answer(cell.source, f"{name} cell {i}")
         cell.get("metadata", {}).pop("execution", None)
     nb.metadata.pop("widgets", None)  # the widgets' saved state belongs to the dropped outputs
     nb.metadata["rnlib"] = {"notebook": Path(name).stem}  # `rnlib grade` knows it by this id
