@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import IGNORE_INDEX
+from .constants import IGNORE_INDEX
 
 __all__ = ["ConfusionMatrix", "BoundaryFScore", "boundaries"]
 

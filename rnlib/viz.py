@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .constants import IGNORE_INDEX
 from .data.synthetic import PALETTE
-from .data.transforms import IGNORE_INDEX, denormalize
+from .data.transforms import denormalize
 
 __all__ = ["colorize", "overlay", "show_predictions", "plot_history", "plot_comparison",
            "plot_curves"]

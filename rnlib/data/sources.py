@@ -104,6 +104,15 @@ def _labels(image: Image.Image, label_map: np.ndarray | None) -> np.ndarray:
     return label_map[labels] if label_map is not None else labels
 
 
+def hf_datasets():
+    """Hugging Face ``datasets``, imported where rnlib first uses it (it takes a second, and
+    loads pyarrow), with its progress bars off: one bar per shard clutters notebooks and logs."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets
+
+
 class HFSource(Source):
     """A Hugging Face ``datasets.Dataset`` with an image column and a mask column."""
 
@@ -115,14 +124,12 @@ class HFSource(Source):
                  mask_column: str | None = None, classes: Sequence[str] = (),
                  label_map: np.ndarray | None = None,
                  palette: Sequence[tuple[int, int, int]] = ()) -> None:
-        from datasets import Image as ImageFeature
-
         self.image_column = image_column or _pick(dataset.column_names, self.IMAGE_COLUMNS,
                                                   "image", name)
         self.mask_column = mask_column or _pick(dataset.column_names, self.MASK_COLUMNS,
                                                 "mask", name)
         for column in (self.image_column, self.mask_column):
-            dataset = dataset.cast_column(column, ImageFeature(decode=False))
+            dataset = dataset.cast_column(column, hf_datasets().Image(decode=False))
         self.dataset, self.name = dataset, name
         self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
 
@@ -186,8 +193,7 @@ def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: in
     """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
     ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow). Splits use disjoint
     image indices."""
-    import datasets
-
+    datasets = hf_datasets()
     offsets = {"train": 0, "val": 1_000_000, "test": 2_000_000}
     if split not in offsets:
         raise ValueError(f"Shapes has splits {', '.join(offsets)}, got {split!r}")
@@ -217,7 +223,7 @@ def _save(ds, path: Path) -> None:
     tmp = path.with_name(path.name + ".partial")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        ds.save_to_disk(str(tmp))  # progress bars are off: see rnlib/data/__init__.py
+        ds.save_to_disk(str(tmp))  # progress bars are off: see hf_datasets
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
     except OSError as err:
@@ -247,8 +253,7 @@ def huggingface(name_or_path: str, split: str = "train", **columns) -> HFSource:
     ``save_to_disk``; ``columns`` may name ``image_column``, ``mask_column`` and ``classes``.
     A dataset without the split (``val`` is also looked up as ``validation``) is split
     80/10/10 (:func:`_pool_split`)."""
-    import datasets
-
+    datasets = hf_datasets()
     path = Path(name_or_path)
     ds = datasets.load_from_disk(str(path)) if path.exists() else datasets.load_dataset(
         name_or_path)
