@@ -237,6 +237,21 @@ def test_data_prepares_shapes_and_names_classes(tmp_path, folder, capsys):
     assert "10 samples" in out and out.count("1 samples") == 2 and "sky, road, car" in out
 
 
+def test_data_shapes_writes_the_very_splits_that_training_reads(tmp_path, capsys):
+    from rnlib.config import TrainConfig
+    from rnlib.runs import make_source
+
+    main(["data", "shapes", "--count", "700", "--size", "16", "--splits", "train", "val", "test",
+          "--data-dir", str(tmp_path)])
+    written = sorted(p.name for p in (tmp_path / "shapes").iterdir())
+    config = TrainConfig(data_options={"count": 700, "size": 16, "root": str(tmp_path)})
+    read = sorted(make_source(config, s).name.removeprefix("shapes/")
+                  for s in ("train", "val", "test"))
+    assert written == read, (written, read)
+    assert "val-70-16px-seed0" in written  # a tenth of the training images
+    assert capsys.readouterr().out.count("70 samples") == 2
+
+
 def test_ctrl_c_ends_with_one_line_a_checkpoint_and_status_130(tmp_path):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "rnlib", "train", "--model", "fcn32s", "--steps", "10000",

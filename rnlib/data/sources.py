@@ -22,10 +22,12 @@ from .synthetic import CLASSES, PALETTE, ShapesConfig, make_samples
 
 __all__ = ["Source", "HFSource", "FileSource", "DataError", "shapes", "huggingface", "folder",
            "voc", "pets", "load_source", "data_dir", "dataset_options", "default_palette",
-           "SPLITS"]
+           "SPLITS", "held_out_size", "shapes_count"]
 
 DATA_ENV = "RNLIB_DATA_DIR"
 SPLITS = ("train", "val", "test")
+SHAPES_COUNT = 2000  # Shapes' training images unless a run says otherwise
+SHAPES_MIN_HELD_OUT = 64
 
 
 class DataError(ValueError):
@@ -188,11 +190,23 @@ class FileSource(Source):
         return image, _labels(mask, self.label_map)
 
 
-def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: int = 0,
+def held_out_size(n: int, minimum: int = 1) -> int:
+    """The size of each held-out split (val, test) beside ``n`` samples: a tenth of them, at
+    least ``minimum``. Every split rnlib makes itself follows it."""
+    return max(minimum, n // 10)
+
+
+def shapes_count(split: str, train_count: int = SHAPES_COUNT) -> int:
+    """Shapes' images in ``split`` of a run that trains on ``train_count``: val and test get a
+    tenth (:func:`held_out_size`), at least 64 so that their mIoU is not noise."""
+    return train_count if split == "train" else held_out_size(train_count, SHAPES_MIN_HELD_OUT)
+
+
+def shapes(split: str = "train", *, count: int = SHAPES_COUNT, size: int = 128, seed: int = 0,
            root: str | Path | None = None) -> HFSource:
     """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
     ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow). Splits use disjoint
-    image indices."""
+    image indices; ``count`` is the split's own size (a run's: :func:`shapes_count`)."""
     datasets = hf_datasets()
     offsets = {"train": 0, "val": 1_000_000, "test": 2_000_000}
     if split not in offsets:
@@ -232,9 +246,8 @@ def _save(ds, path: Path) -> None:
 
 
 def _pool_split(n: int, split: str, what: str) -> list[int]:
-    """Indices of ``split`` in a pool of ``n`` samples that has no splits of its own: a fixed
-    shuffle, a tenth (at least one) for val, a tenth for test, the rest for train; ``all``
-    takes every sample."""
+    """Indices of ``split`` in a pool of ``n`` samples that has no splits of its own: 80/10/10
+    (:func:`_shuffled_split`); ``all`` takes every sample."""
     if split == "all":
         return list(range(n))
     if split not in SPLITS:
@@ -242,9 +255,16 @@ def _pool_split(n: int, split: str, what: str) -> list[int]:
     if n < 3:
         raise ValueError(f"{what} has {n} samples, too few to split into train, val and test; "
                          f"add images, or make train/ and val/ folders of your own")
+    return _shuffled_split(n, split, held_out=("val", "test"))
+
+
+def _shuffled_split(n: int, split: str, held_out: Sequence[str]) -> list[int]:
+    """Sorted indices of ``split`` among ``n`` samples after a fixed shuffle: each split of
+    ``held_out`` takes the next :func:`held_out_size` of them in turn, train the rest."""
     order = np.random.default_rng(0).permutation(n).tolist()
-    held = max(1, n // 10)
-    parts = {"val": order[:held], "test": order[held:2 * held], "train": order[2 * held:]}
+    held = held_out_size(n)
+    parts = {name: order[i * held:(i + 1) * held] for i, name in enumerate(held_out)}
+    parts["train"] = order[len(held_out) * held:]
     return sorted(parts[split])
 
 
@@ -346,10 +366,7 @@ def pets(split: str = "train", *, root: str | Path | None = None,
     base = root / "oxford-iiit-pet"
     ids = [line.split()[0] for line in _read_ids(base / "annotations" / f"{listed}.txt", "Pet")]
     if split != "test":
-        order = np.random.default_rng(0).permutation(len(ids)).tolist()
-        held = max(1, len(ids) // 10)
-        chosen = order[:held] if split == "val" else order[held:]
-        ids = [ids[i] for i in sorted(chosen)]
+        ids = [ids[i] for i in _shuffled_split(len(ids), split, held_out=("val",))]
     trimap = np.full(256, 255, np.int64)
     trimap[1], trimap[2] = 1, 0  # 1 = pet, 2 = background, 3 = border (ignored)
     return FileSource([base / "images" / f"{i}.jpg" for i in ids],
