@@ -8,7 +8,6 @@ names it and the fix, before any data is read or any step is trained.
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 import types
 import typing
@@ -20,6 +19,7 @@ import yaml
 
 from .data.sources import dataset_options
 from .models import registry
+from .suggest import did_you_mean
 from .weights import check_pretrained
 
 __all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_file",
@@ -115,9 +115,7 @@ class TrainConfig:
         known = [f.name for f in fields(cls)]
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown training options [{key!r}].{hint} "
+                raise ValueError(f"unknown training options [{key!r}].{did_you_mean(key, known)} "
                                  f"Known: {', '.join(known)}")
         return cls(**data)
 

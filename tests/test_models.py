@@ -175,3 +175,28 @@ def test_zero_residual_init_makes_every_block_start_as_the_identity():
     for block in model.decoder.blocks:
         x = torch.randn(1, block.out_channels, 6, 7)
         assert torch.equal(block.out(x), x) and torch.equal(block.pool(x), torch.relu(x))
+
+
+def test_did_you_mean_names_the_closest_choice_or_nothing():
+    from rnlib.suggest import did_you_mean
+
+    assert did_you_mean("resnet51", ["resnet18", "resnet50"]) == " Did you mean 'resnet50'?"
+    assert did_you_mean("xyz", ["resnet18", "resnet50"]) == ""
+
+
+def test_the_pretrained_weights_are_checked_once_per_model_built(monkeypatch):
+    import rnlib.backbones
+    import rnlib.models.registry
+    import rnlib.weights
+
+    calls, check = [], rnlib.weights.check_pretrained
+
+    def counting(spec, backbone):
+        calls.append((spec, backbone))
+        return check(spec, backbone)
+
+    for module in (rnlib.weights, rnlib.backbones, rnlib.models.registry):
+        monkeypatch.setattr(module, "check_pretrained", counting)
+    rnlib.build_model("refinenet-2scale", num_classes=3, backbone="resnet18",
+                      pretrained_backbone="glyphs")  # two backbones, one model
+    assert calls == [("glyphs", "resnet18")]
