@@ -8,7 +8,6 @@ it without running code (a checkpoint from the internet cannot execute anything)
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 
 from .budget import budget_scale
 from .config import TrainConfig, plain
+from .safeload import load_safely
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable"]
 
@@ -32,15 +32,8 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint safely: tensors and plain data only, no code runs."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first, or check the folder")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise ValueError(f"cannot read the checkpoint {path} ({type(err).__name__}: {err}): it is "
-                         f"damaged, not a checkpoint, or holds more than tensors and plain data; "
-                         f"train again into a new folder, or use another copy") from err
+    return load_safely(path, "checkpoint", missing="train first, or check the folder",
+                       fix="train again into a new folder, or use another copy")
 
 
 def run_settings(config: TrainConfig) -> dict:
