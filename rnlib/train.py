@@ -36,6 +36,7 @@ from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings, sa
 from .config import PRESETS, TrainConfig, plain
 from .data import IGNORE_INDEX, DataError, pad_collate
 from .evaluate import EvalResult, evaluate
+from .folders import check_writable
 from .optim import (
     Schedule,
     amp_dtype,
@@ -185,14 +186,7 @@ class Trainer:
 
     def _begin(self, resume: bool) -> None:
         if self.runtime.is_main:
-            try:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                probe = self.out_dir / ".write-test"
-                probe.write_text("")
-                probe.unlink()
-            except OSError as err:
-                raise OSError(f"cannot write checkpoints to {self.out_dir}: {err.strerror}; "
-                              f"choose another output folder") from err
+            check_writable(self.out_dir, "checkpoints", "choose another output folder")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN picks its fastest
         if resume and (self.out_dir / CHECKPOINT).exists():

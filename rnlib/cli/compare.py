@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..folders import check_writable
 from .options import add_run_options, machine, run_config, write_text
 
 
@@ -22,10 +23,9 @@ def _compare(args: argparse.Namespace) -> None:
     name = args.name or {"baselines": "comparison", "ablations": "ablation"}.get(
         args.contenders, "comparison-all")
     out = Path(args.out)
-    for folder, option in ((out, "--out"), (args.keep and Path(args.keep), "--keep")):
-        if folder:  # a probe: fail now, not after minutes of training, and overwrite nothing
-            write_text(folder / ".write-test", "", announce=False, option=option)
-            (folder / ".write-test").unlink()
+    for folder, option in ((out, "--out"), (args.keep, "--keep")):
+        if folder:
+            check_writable(folder, "results", f"choose another {option}")
     rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
                    lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
                    kept=args.keep)

@@ -57,15 +57,15 @@ def run_config(args: argparse.Namespace, base=None):
                        model_options=pairs(args.model_option, "--model-option"), **flags)
 
 
-def write_text(path: Path, text: str, announce: bool = True, option: str = "--out") -> None:
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (the folders made), announced on stderr."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     except OSError as err:
         raise SystemExit(f"rnlib: cannot write {path}: {err.strerror}; "
-                         f"choose another {option}") from err
-    if announce:
-        print(f"wrote {path}", file=sys.stderr)
+                         f"choose another --out") from err
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def machine() -> str:
