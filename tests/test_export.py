@@ -107,6 +107,8 @@ def test_a_report_above_the_tolerance_is_not_ok(tmp_path):
     assert export.ExportReport(file, "m", False, [good]).ok
     report = export.ExportReport(file, "m", False, [good, bad])
     assert not report.ok and not bad.ok
+    loose = export.ExportReport(file, "m", False, [good, bad], tolerance=0.1)
+    assert loose.ok and bad.within(0.1)  # a report judges by its own tolerance
 
 
 class _DataDependent(nn.Module):
