@@ -114,6 +114,25 @@ def test_train_then_eval_then_resume(tmp_path, capsys):
     assert "for 2 steps" in capsys.readouterr().out
 
 
+def test_every_run_flag_sets_the_config_field_its_table_names(capsys):
+    import yaml
+
+    from rnlib.cli.options import RUN_FLAGS
+
+    values = {"int": "3", "float": "2.5"}
+    argv, expected = ["train", "--print-config"], {}
+    for _, flag, field, options in RUN_FLAGS:
+        if field in ("dataset", "model", "backbone", "pretrained_backbone", "device"):
+            continue  # names checked against what exists: their own tests
+        if field:
+            kind = getattr(options.get("type"), "__name__", "int")
+            argv += [flag] if options.get("action") else [flag, values[kind]]
+            expected[field] = True if options.get("action") else float(values[kind])
+    main(argv)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert {k: config[k] for k in expected} == expected
+
+
 def test_print_config_round_trips_through_yaml_and_toml(tmp_path, capsys):
     main(["train", "--model", "refinenet-2cascade", "--model-option", "crp_blocks=2",
           "--model-option", "widths=32,32", "--lr", "3e-4", "--print-config"])
