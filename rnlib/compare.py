@@ -31,6 +31,7 @@ from .budget import describe_budget
 from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
+from .history import History
 from .runs import class_names, make_model, make_source, resolve_classes, train
 from .train import Trainer
 
@@ -106,10 +107,10 @@ def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
     return Path(out_dir) / name / f"lr{lr:g}-seed{seed}"
 
 
-def _tail(histories: Sequence[dict]) -> list[float]:
+def _tail(histories: Sequence[History]) -> list[float]:
     """The validation mIoU averaged over ``histories`` (a model's seeds), at the evaluations in
     the last 20% of the steps."""
-    curves = [(h.get("eval_step", []), h.get("val_miou", [])) for h in histories]
+    curves = [(h.eval_step, h.val_miou) for h in histories]
     n = min((len(steps) for steps, _ in curves), default=0)
     if n == 0:
         return []
@@ -118,7 +119,7 @@ def _tail(histories: Sequence[dict]) -> list[float]:
     return [m for s, m in zip(steps, mean) if s >= 0.8 * steps[-1]]
 
 
-def plateau(histories: Sequence[dict]) -> float | None:
+def plateau(histories: Sequence[History]) -> float | None:
     """How much the validation mIoU (the mean of ``histories``, a model's seeds) changed over
     the last 20% of the steps: its last evaluation minus the first one in that stretch. Under 1
     point, the model has stopped rising. None without two evaluations in the stretch."""
@@ -126,7 +127,7 @@ def plateau(histories: Sequence[dict]) -> float | None:
     return tail[-1] - tail[0] if len(tail) >= 2 else None
 
 
-def swing(histories: Sequence[dict]) -> float | None:
+def swing(histories: Sequence[History]) -> float | None:
     """The largest distance of an evaluation in the last 20% of the steps from the last one
     (the mean of ``histories``): how much single evaluations still jump around the trend that
     :func:`plateau` measures. None without two evaluations in the stretch."""
@@ -141,7 +142,7 @@ class KeptRun:
     are small enough to commit, so a long comparison (the course's reference) re-renders, and
     continues where it stopped, on a fresh clone."""
 
-    history: dict
+    history: History
     step: int
     model: nn.Module  # the architecture, for its cost (untrained weights)
     out_dir: Path
@@ -156,8 +157,8 @@ class KeptRun:
             record = json.loads(path.read_text())
             if record["settings"] != run_settings(config):
                 return None
-            history, step = record["history"], record["step"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            history, step = History.from_dict(record["history"]), record["step"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is not a kept run's record ({type(err).__name__}: {err}); "
                              f"delete it to train the run again") from err
         return cls(history, step, make_model(config), folder)
@@ -168,7 +169,7 @@ class KeptRun:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RECORD).write_text(json.dumps({"settings": run_settings(config),
                                                  "step": trainer.step,
-                                                 "history": trainer.history}))
+                                                 "history": trainer.history.to_dict()}))
 
     def evaluate(self, dataset) -> NoReturn:
         raise FileNotFoundError(f"{self.out_dir} keeps this run's curves but not its metrics on "
@@ -240,7 +241,7 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
             trainer, _ = _run(replace(config, lr=lr, seed=seeds[0]),
                               run_dir(out_dir, entry, lr, seeds[0]), resume, progress,
                               kept and run_dir(kept, entry, lr, seeds[0]))
-            search[f"{lr:g}"] = trainer.history["val_miou"][-1]
+            search[f"{lr:g}"] = trainer.history.val_miou[-1]
         lr = max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr
         results, trainers, reused = [], [], []
         for seed in seeds:
@@ -284,15 +285,15 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
                plateau=plateau([t.history for t in trainers]),
                swing=swing([t.history for t in trainers]), params_m=cost.params_m,
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
-               train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
+               train_s=statistics.fmean(t.history.elapsed_s[-1] for t in trainers),
                total_s=time.perf_counter() - start, reused=reused,
                steps=trainers[-1].step,
                checkpoints=[str(t.out_dir / (RECORD if isinstance(t, KeptRun) else CHECKPOINT))
                             for t in trainers],
                classes=classes, lr_search=search,
-               curves=[{"seed": seed, "step": t.history.get("eval_step", []),
-                        "seconds": t.history.get("eval_elapsed_s", []),
-                        "miou": t.history.get("val_miou", [])} for seed, t in zip(seeds, trainers)])
+               curves=[{"seed": seed, "step": t.history.eval_step,
+                        "seconds": t.history.eval_elapsed_s, "miou": t.history.val_miou}
+                       for seed, t in zip(seeds, trainers)])
 
 
 def _pm(mean: float, std: float, seeds: int) -> str:

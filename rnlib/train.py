@@ -37,6 +37,7 @@ from .config import PRESETS, TrainConfig, plain
 from .data import IGNORE_INDEX, DataError, pad_collate
 from .evaluate import EvalResult, evaluate
 from .folders import check_writable
+from .history import History
 from .optim import (
     Schedule,
     amp_dtype,
@@ -118,7 +119,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, lambda: self.budget.total_steps,
                                          schedule, config.poly_power, config.warmup_steps)
         self.step, self.train_seconds = 0, 0.0
-        self.history: dict[str, list] = {}
+        self.history = History()
         self._saved_at = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Trainer:
         return self.budget.total_steps
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, list]:
+    def fit(self, resume: bool = False) -> History:
         """Train to the planned number of steps; returns the history."""
         self._begin(resume)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", leave=False,
@@ -245,7 +246,7 @@ class Trainer:
 
     def _after_step(self, loss: float, bar: tqdm) -> None:
         """Record the step; re-plan a timed run; close an epoch; evaluate and save when due."""
-        self.history.setdefault("step_loss", []).append(loss)
+        self.history.step_loss.append(loss)
         if self.budget.observe(self.step, self.train_seconds):
             bar.total = self.total_steps
         bar.update()
@@ -264,21 +265,18 @@ class Trainer:
             self.save()
 
     def _record_epoch(self) -> None:
-        since = self.history["step"][-1] if self.history.get("step") else 0
-        losses = self.history["step_loss"][since:self.step]
-        record = {"epoch": self.step / self.steps_per_epoch, "step": self.step,
-                  "train_loss": sum(losses) / len(losses),
-                  "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": self.train_seconds}
-        for key, value in record.items():
-            self.history.setdefault(key, []).append(value)
+        since = self.history.step[-1] if self.history.step else 0
+        losses = self.history.step_loss[since:self.step]
+        self.history.record(epoch=self.step / self.steps_per_epoch, step=self.step,
+                            train_loss=sum(losses) / len(losses),
+                            lr=self.optimizer.param_groups[0]["lr"],
+                            elapsed_s=self.train_seconds)
 
     def _record_evaluation(self) -> None:
         result = self.evaluate()
-        record = {"eval_step": self.step, "eval_elapsed_s": self.train_seconds,
-                  "val_miou": result.miou, "val_pixel_accuracy": result.pixel_accuracy,
-                  "val_boundary_f": result.boundary_f, "val_iou": result.iou}
-        for key, value in record.items():
-            self.history.setdefault(key, []).append(value)
+        self.history.record(eval_step=self.step, eval_elapsed_s=self.train_seconds,
+                            val_miou=result.miou, val_pixel_accuracy=result.pixel_accuracy,
+                            val_boundary_f=result.boundary_f, val_iou=result.iou)
 
     def evaluate(self, dataset: Dataset | None = None) -> EvalResult:
         """Metrics of the current model on ``dataset`` (default: the validation set); under
@@ -315,10 +313,10 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
-            "train_seconds": self.train_seconds, "history": self.history,
+            "train_seconds": self.train_seconds, "history": self.history.to_dict(),
             "config": plain(asdict(self.config)), "settings": run_settings(self.config),
         }, self.out_dir / CHECKPOINT)
-        (self.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        (self.out_dir / "history.json").write_text(json.dumps(self.history.to_dict(), indent=1))
 
     def _restore(self, state: dict) -> None:
         if state.get("settings") != run_settings(self.config):
@@ -331,5 +329,5 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.train_seconds = state["step"], state["train_seconds"]
-        self.history = state["history"]
+        self.history = History.from_dict(state["history"])
 
