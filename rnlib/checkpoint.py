@@ -8,13 +8,13 @@ it without running code (a checkpoint from the internet cannot execute anything)
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
 
 from .budget import budget_scale
-from .config import TrainConfig, plain
+from .config import AFFECTS_RESULTS, RECORDED_AS, TrainConfig, plain
 from .safeload import load_safely
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable"]
@@ -37,11 +37,11 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def run_settings(config: TrainConfig) -> dict:
-    """What a run's result depends on: its config, less how it runs and reports (device,
-    compiling, workers, how often it evaluates or saves: none changes a weight), and the budget
-    scale."""
-    how = dict(device="auto", compile=False, num_workers=0, eval_every=0, eval_every_steps=0,
-               save_every_steps=0, save_every_minutes=0.0)
+    """What a run's result depends on: its config, with every field that changes only how it
+    runs and reports (device, compiling, workers, how often it evaluates or saves: none changes
+    a weight) at the value its marker records, and the budget scale."""
+    how = {f.name: f.metadata[RECORDED_AS] for f in fields(config)
+           if not f.metadata[AFFECTS_RESULTS]}
     return {**plain(asdict(replace(config, **how))), "budget_scale": budget_scale()}
 
 
