@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import NoReturn
 
 from torch import nn
 
@@ -171,10 +170,6 @@ class KeptRun:
                                                  "step": trainer.step,
                                                  "history": trainer.history.to_dict()}))
 
-    def evaluate(self, dataset) -> NoReturn:
-        raise FileNotFoundError(f"{self.out_dir} keeps this run's curves but not its metrics on "
-                                f"this split; delete {self.out_dir / RECORD} to train it again")
-
 
 def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool,
          kept: Path | None = None):
@@ -206,6 +201,10 @@ def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict
             result = saved["result"]
             break
     else:
+        if isinstance(run, KeptRun):  # no weights to evaluate
+            raise FileNotFoundError(f"{run.out_dir} keeps this run's curves but not its metrics "
+                                    f"on this split; delete {run.out_dir / RECORD} to train it "
+                                    f"again")
         data = SegmentationDataset(make_source(config, split), config.num_classes,
                                    eval_transform())
         result = asdict(run.evaluate(data))
@@ -253,8 +252,9 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
             results.append(_evaluate(trainer, run_config, folders, split))
             trainers.append(trainer)
             reused.append(was_reused)
-        rows.append(_row(name, entry, lr, split, seeds, results, trainers, search, classes,
-                         all(reused), start, config))
+        rows.append(_row(name, entry, replace(config, lr=lr), split=split, seeds=seeds,
+                         results=results, runs=trainers, lr_search=search, classes=classes,
+                         reused=all(reused), started=start))
         if progress:
             print(f"{name}: {split} mIoU {100 * rows[-1].miou:.1f} ± "
                   f"{100 * rows[-1].miou_std:.1f} (lr {lr:g}), {rows[-1].total_s:.0f} s"
@@ -262,9 +262,13 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
     return rows
 
 
-def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reused, start,
-         config) -> Row:
-    model = trainers[-1].model
+def _row(name: str, entry: Entry, config: TrainConfig, *, split: str, seeds: list[int],
+         results: list[dict], runs: list[Trainer | KeptRun], lr_search: dict[str, float],
+         classes: list[str], reused: bool, started: float) -> Row:
+    """One contender's Row: ``results`` (metrics on ``split``) and ``runs`` seed by seed,
+    trained with ``config`` (its lr the one chosen), and the cost of its model; ``started``
+    is when the contender's work began (``time.perf_counter``)."""
+    model = runs[-1].model
     size = (config.crop, config.crop)
     cost = bench.measure(name, model, size, channels_last=config.channels_last, memory=False)
     train_peak = bench.peak_memory(model, size, config.batch_size, train=True,
@@ -276,24 +280,23 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
     miou, miou_std = spread([r["miou"] for r in results])
     boundary, boundary_std = spread([r["boundary_f"] for r in results])
     per_class = [spread([r["iou"][c] for r in results]) for c in range(len(classes))]
-    return Row(name=name, model=entry.model, lr=lr, split=split, seeds=seeds, miou=miou,
+    return Row(name=name, model=entry.model, lr=config.lr, split=split, seeds=seeds, miou=miou,
                miou_std=miou_std, boundary_f=boundary, boundary_f_std=boundary_std,
                iou=[m for m, _ in per_class], iou_std=[s for _, s in per_class],
                miou_per_seed=[r["miou"] for r in results],
                boundary_f_per_seed=[r["boundary_f"] for r in results],
                iou_per_seed=[r["iou"] for r in results],
-               plateau=plateau([t.history for t in trainers]),
-               swing=swing([t.history for t in trainers]), params_m=cost.params_m,
+               plateau=plateau([t.history for t in runs]),
+               swing=swing([t.history for t in runs]), params_m=cost.params_m,
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
-               train_s=statistics.fmean(t.history.elapsed_s[-1] for t in trainers),
-               total_s=time.perf_counter() - start, reused=reused,
-               steps=trainers[-1].step,
+               train_s=statistics.fmean(t.history.elapsed_s[-1] for t in runs),
+               total_s=time.perf_counter() - started, reused=reused, steps=runs[-1].step,
                checkpoints=[str(t.out_dir / (RECORD if isinstance(t, KeptRun) else CHECKPOINT))
-                            for t in trainers],
-               classes=classes, lr_search=search,
+                            for t in runs],
+               classes=classes, lr_search=lr_search,
                curves=[{"seed": seed, "step": t.history.eval_step,
                         "seconds": t.history.eval_elapsed_s, "miou": t.history.val_miou}
-                       for seed, t in zip(seeds, trainers)])
+                       for seed, t in zip(seeds, runs)])
 
 
 def _pm(mean: float, std: float, seeds: int) -> str:
