@@ -64,7 +64,8 @@ class TrainConfig:
     num_classes: int | None = _result(None)  # None: the dataset's own number of classes
     model_options: dict = _result(factory=dict)
     pretrained_backbone: bool | str = _result(False)  # False, "imagenet", "glyphs" or a file
-    dataset: str = _result("shapes")  # shapes, voc, pets, hf:NAME_OR_PATH or a folder
+    # shapes, voc, pets, hf:NAME_OR_PATH or a folder; None: none known (converted weights)
+    dataset: str | None = _result("shapes")
     data_options: dict = _result(factory=dict)
     val_split: str = _result("val")
     test_split: str = _result("test")

@@ -56,7 +56,7 @@ def convert_checkpoint(src: str | os.PathLike | Mapping, dst: str | os.PathLike,
                            f"on {names(sorted(set(wanted.items()) ^ set(got.items())))}; "
                            f"please report this as a bug of rnlib")
     config = TrainConfig(model=spec.model, backbone=spec.backbone, num_classes=num_classes,
-                         dataset="voc" if num_classes == 21 else "", model_options={},
+                         dataset="voc" if num_classes == 21 else None, model_options={},
                          pretrained_backbone=False)
     filled = sum(1 for e in key_table(arch, num_classes) if e.authors not in state)
     provenance = {

@@ -385,8 +385,12 @@ def _read_ids(path: Path, what: str) -> list[str]:
 LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets": pets}
 
 
-def _loader(name: str) -> Callable[..., Source]:
+def _loader(name: str | None) -> Callable[..., Source]:
     """The loader of dataset ``name``, or a clear error."""
+    if not name:  # None (converted weights of another dataset), or "" as convert once wrote
+        raise ValueError("no dataset is named (weights converted from a dataset rnlib does not "
+                         "load); pass --dataset (dataset=...) with shapes, voc, pets, "
+                         "hf:NAME_OR_PATH or a folder with images/ and masks/")
     if name in LOADERS:
         return LOADERS[name]
     if name.startswith("hf:"):
@@ -397,11 +401,13 @@ def _loader(name: str) -> Callable[..., Source]:
                      f"pets, hf:NAME_OR_PATH or a folder with images/ and masks/")
 
 
-def dataset_options(name: str) -> tuple[str, ...]:
+def dataset_options(name: str | None) -> tuple[str, ...]:
     """The options (``data_options``) that dataset ``name`` takes (any other name is taken for
-    a folder, whether or not it exists here)."""
+    a folder, whether or not it exists here; None, no dataset, takes none)."""
     import inspect
 
+    if name is None:
+        return ()
     if name.startswith("hf:"):
         return ("image_column", "mask_column", "classes")
     loader = LOADERS.get(name, folder)
@@ -409,7 +415,7 @@ def dataset_options(name: str) -> tuple[str, ...]:
                  if p.kind is p.KEYWORD_ONLY)
 
 
-def load_source(name: str, split: str = "train", **options) -> Source:
+def load_source(name: str | None, split: str = "train", **options) -> Source:
     """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path.
     ``options`` go to the loader (:func:`dataset_options`; ``root`` is the data folder of
     shapes, voc and pets)."""
