@@ -47,9 +47,6 @@ class ConfusionMatrix:
         k = self.num_classes
         self.matrix += torch.bincount(target * k + pred, minlength=k * k).view(k, k)
 
-    def reset(self) -> None:
-        self.matrix.zero_()
-
     def iou(self) -> torch.Tensor:
         """Per-class IoU = TP / (TP + FP + FN); NaN for a class absent from both."""
         m = self.matrix.double()
