@@ -56,7 +56,7 @@ def _log(message: str) -> None:
 
 
 # The authors' released code measured on this kind of machine against torchvision's
-# fcn_resnet50 in the same run (plain eager models, best memory format; DESIGN §9)
+# fcn_resnet50 in the same run (plain eager models, best memory format; docs/design.md)
 AUTHORS = {"RefineNet-101": 1.84, "LW-RefineNet-50": 0.40}
 
 
@@ -113,9 +113,9 @@ def latency_table(args) -> tuple[list[str], str]:
             f"takes each model's faster format. Optimized: channels_last with batch norm folded "
             f"into the convolutions (rnlib.deploy.fuse_batchnorm), against the same for "
             f"{reference}. The authors' ratios: their released PyTorch code on this kind of "
-            f"machine, plain, best format (DESIGN §9). GFLOP/s and the share of the convolution "
-            f"ceiling (3x3 conv 256->256, 56x56, batch 8, channels_last, fastest of 10, measured "
-            f"in the same run: {ceiling:.0f} GFLOP/s) are of the optimized model.")
+            f"machine, plain, best format (docs/design.md). GFLOP/s and the share of the "
+            f"convolution ceiling (3x3 conv 256->256, 56x56, batch 8, channels_last, fastest of "
+            f"10, measured in the same run: {ceiling:.0f} GFLOP/s) are of the optimized model.")
     return rows, note
 
 

@@ -3,7 +3,8 @@
 FLOPs come from ``torch.utils.flop_counter``, which counts 2 FLOPs per multiply-accumulate
 (MAC) of convolutions and matrix products and nothing for pooling, activations or resizing.
 Papers often print MACs and call them FLOPs: RefineNet's "263 GFLOPs" are 263 GMACs at
-512x512 (DESIGN §3). Every figure here says which it is.
+512x512 (docs/design.md, "The authors' sizes and compute"). Every figure here says which
+it is.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def _on_meta(name, backbone, **kw):
         return rnlib.build_model(name, num_classes=21, backbone=backbone, **kw)
 
 
-# Counted on the authors' released PyTorch code with 21 classes (DESIGN §3). We follow its
+# Counted on the authors' released PyTorch code with 21 classes (docs/design.md). We follow its
 # layout exactly (bias only on each RCU's first conv, 4 CRP blocks, 3 output RCUs), so the
 # counts agree to the parameter: the tolerance is the rounding of the published figure.
 @pytest.mark.parametrize("name,backbone,millions", [
@@ -50,7 +50,7 @@ def test_parameter_counts_match_the_papers(name, backbone, millions):
 
 
 # Light-Weight RefineNet's "33/52/71 GFLOPs at 625x468" are MACs at 512x512. The authors' code
-# under torch.utils.flop_counter gives 36.6/59.3/81.9 GMACs at 625x468 (DESIGN §3); ours agree
+# under torch.utils.flop_counter gives 36.6/59.3/81.9 GMACs at 625x468 (docs/design.md); ours agree
 # to 0.1 GMAC (rounding). At 512x512 the published figures are rounded up from 32.0/51.4/70.8,
 # so they are met within 3.5% (32.0 vs 33 is the largest gap).
 @pytest.mark.parametrize("backbone,gmacs_625x468,published", [
