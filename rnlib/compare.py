@@ -32,6 +32,7 @@ from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
 from .history import History
 from .runs import class_names, make_model, make_source, resolve_classes, train
+from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
@@ -323,31 +324,26 @@ def format_rows(rows: list[Row], config: TrainConfig) -> str:
             f"evaluation in that stretch to the last; swing: the largest distance of an "
             f"evaluation in that stretch from the last.\n")
     n = len(first.seeds)
-    lines = ["| model | lr | mIoU | boundary F | last 20% | swing | params (M) | GFLOPs | "
-             "latency (ms) | train peak mem (MiB) | steps | training (s) |", "|---" * 12 + "|"]
-    for r in rows:
-        trend = "-" if r.plateau is None else f"{100 * r.plateau:+.1f}"
-        jumps = "-" if r.swing is None else f"{100 * r.swing:.1f}"
-        lines.append(f"| {r.name} | {r.lr:g} | {_pm(r.miou, r.miou_std, n)} | "
-                     f"{_pm(r.boundary_f, r.boundary_f_std, n)} | {trend} | {jumps} | "
-                     f"{r.params_m:.2f} | "
-                     f"{r.gflops:.2f} | {r.latency_ms:.0f} | {r.train_peak_mib:.0f} | "
-                     f"{r.steps} | {r.train_s:.0f} |")
-    per_class = ["| model | " + " | ".join(first.classes) + " |",
-                 "|---" * (len(first.classes) + 1) + "|"]
-    for r in rows:
-        per_class.append(f"| {r.name} | " + " | ".join(
-            _pm(m, s, n) for m, s in zip(r.iou, r.iou_std)) + " |")
+    summary = markdown_table(
+        ["model", "lr", "mIoU", "boundary F", "last 20%", "swing", "params (M)", "GFLOPs",
+         "latency (ms)", "train peak mem (MiB)", "steps", "training (s)"],
+        [[r.name, f"{r.lr:g}", _pm(r.miou, r.miou_std, n),
+          _pm(r.boundary_f, r.boundary_f_std, n),
+          "-" if r.plateau is None else f"{100 * r.plateau:+.1f}",
+          "-" if r.swing is None else f"{100 * r.swing:.1f}", f"{r.params_m:.2f}",
+          f"{r.gflops:.2f}", f"{r.latency_ms:.0f}", f"{r.train_peak_mib:.0f}", r.steps,
+          f"{r.train_s:.0f}"] for r in rows])
+    per_class = markdown_table(["model", *first.classes],
+                               [[r.name, *(_pm(m, s, n) for m, s in zip(r.iou, r.iou_std))]
+                                for r in rows])
     search = ""
     if first.lr_search:
-        search = ("\n\nValidation mIoU of each learning rate (seed "
-                  f"{first.seeds[0]}):\n\n| model | " + " | ".join(first.lr_search) + " |\n"
-                  + "|---" * (len(first.lr_search) + 1) + "|\n" + "\n".join(
-                      f"| {r.name} | " + " | ".join(f"{100 * v:.1f}" for v in
-                                                    r.lr_search.values()) + " |" for r in rows))
-    return (head + "\n" + "\n".join(lines) + f"\n\nIoU per class ({first.split}):\n\n"
-            + "\n".join(per_class) + search + "\n\nTime per model, slowest first:\n\n"
-            + format_times(rows) + "\n")
+        search = (f"\n\nValidation mIoU of each learning rate (seed {first.seeds[0]}):\n\n"
+                  + markdown_table(["model", *first.lr_search],
+                                   [[r.name, *(f"{100 * v:.1f}" for v in r.lr_search.values())]
+                                    for r in rows]))
+    return (head + "\n" + summary + f"\n\nIoU per class ({first.split}):\n\n" + per_class
+            + search + "\n\nTime per model, slowest first:\n\n" + format_times(rows) + "\n")
 
 
 def per_seed(row: Row, metric: str) -> list[float]:
@@ -367,8 +363,7 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
     the same data in the same order): the mean difference, its range over seeds, whether its
     sign holds in every seed, and each side's spread (standard deviation over seeds)."""
     ref = next(r for r in rows if r.name == reference)
-    lines = [f"| model | metric | minus {reference} | range over seeds | every seed | "
-             f"spread: model; {reference} |", "|---|---|---|---|---|---|"]
+    lines = []
     for r in rows:
         if r is ref:
             continue
@@ -376,39 +371,39 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
             mine, theirs = per_seed(r, metric), per_seed(ref, metric)
             diffs = [100 * (a - b) for a, b in zip(mine, theirs)]
             same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-            lines.append(f"| {r.name} | {metric} | {statistics.fmean(diffs):+.1f} | "
-                         f"{min(diffs):+.1f} .. {max(diffs):+.1f} | {'yes' if same else 'no'} | "
-                         f"{100 * statistics.pstdev(mine):.1f}; "
-                         f"{100 * statistics.pstdev(theirs):.1f} |")
-    return "\n".join(lines)
+            lines.append([r.name, metric, f"{statistics.fmean(diffs):+.1f}",
+                          f"{min(diffs):+.1f} .. {max(diffs):+.1f}", "yes" if same else "no",
+                          f"{100 * statistics.pstdev(mine):.1f}; "
+                          f"{100 * statistics.pstdev(theirs):.1f}"])
+    return markdown_table(["model", "metric", f"minus {reference}", "range over seeds",
+                           "every seed", f"spread: model; {reference}"], lines)
 
 
 def format_versus(mine: list[Row], reference: list[Row]) -> str:
     """Your rows next to the reference's of the same models: mIoU, boundary F and the steps
     each was trained for (the reference: mean ± standard deviation over its seeds)."""
     ref = {r.name: r for r in reference}
-    lines = ["| model | your mIoU | reference mIoU | your boundary F | reference boundary F | "
-             "your steps | reference steps |", "|---|---|---|---|---|---|---|"]
+    lines = []
     for r in mine:
         if r.name not in ref:
             continue
         t = ref[r.name]
         n = len(t.seeds)
-        lines.append(f"| {r.name} | {100 * r.miou:.1f} | {_pm(t.miou, t.miou_std, n)} | "
-                     f"{100 * r.boundary_f:.1f} | {_pm(t.boundary_f, t.boundary_f_std, n)} | "
-                     f"{r.steps} | {t.steps} |")
-    return "\n".join(lines)
+        lines.append([r.name, f"{100 * r.miou:.1f}", _pm(t.miou, t.miou_std, n),
+                      f"{100 * r.boundary_f:.1f}", _pm(t.boundary_f, t.boundary_f_std, n),
+                      r.steps, t.steps])
+    return markdown_table(["model", "your mIoU", "reference mIoU", "your boundary F",
+                           "reference boundary F", "your steps", "reference steps"], lines)
 
 
 def format_times(rows: list[Row]) -> str:
     """Each model's time in the comparison, slowest first: its training loop (per run), and
     everything (data, evaluation, measuring; a reused run is not retrained)."""
-    lines = ["| model | training per run (s) | total (s) |", "|---|---|---|"]
-    for r in sorted(rows, key=lambda r: -r.total_s):
-        reused = " (reused finished runs)" if r.reused else ""
-        lines.append(f"| {r.name} | {r.train_s:.0f} | {r.total_s:.0f}{reused} |")
-    lines.append(f"| **all** | | **{sum(r.total_s for r in rows):.0f}** |")
-    return "\n".join(lines)
+    lines = [[r.name, f"{r.train_s:.0f}",
+              f"{r.total_s:.0f}{' (reused finished runs)' if r.reused else ''}"]
+             for r in sorted(rows, key=lambda r: -r.total_s)]
+    lines.append(["**all**", "", f"**{sum(r.total_s for r in rows):.0f}**"])
+    return markdown_table(["model", "training per run (s)", "total (s)"], lines)
 
 
 def rows_as_dicts(rows: list[Row]) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..folders import check_writable
-from .options import add_run_options, machine, run_config, write_text
+from .options import add_run_options, run_config, write_text
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -16,6 +16,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     from .. import viz
     from ..compare import ABLATIONS, BASELINES, compare, format_rows, rows_as_dicts
+    from ..tables import made_by
 
     config = run_config(args)
     entries = {"baselines": BASELINES, "ablations": ABLATIONS,
@@ -30,8 +31,7 @@ def _compare(args: argparse.Namespace) -> None:
                    lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
                    kept=args.keep)
     command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
-    text = (f"# {name} ({args.preset})\n\nMade by `{command}` on {machine()}.\n\n"
-            f"{format_rows(rows, config)}")
+    text = f"# {name} ({args.preset})\n\n{made_by(command)}\n\n{format_rows(rows, config)}"
     print(text)
     write_text(out / f"{name}.md", text)
     write_text(out / f"{name}.json", json.dumps(rows_as_dicts(rows), indent=1))

@@ -105,17 +105,6 @@ def write_text(path: Path, text: str) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
-def machine() -> str:
-    import os
-    import platform
-
-    import torch
-
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
-
-
 def add_run_options(p: argparse.ArgumentParser, *, model: bool) -> None:
     """The options of train, eval and compare: the config's source, data, model, budget."""
     from ..config import PRESETS
