@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .evaluate import EvalResult
 
 __all__ = ["History"]
 
@@ -38,6 +41,18 @@ class History:
         """Append one value to each list named (one epoch's, or one evaluation's)."""
         for name, value in values.items():
             getattr(self, name).append(value)
+
+    def record_epoch(self, step: int, steps_per_epoch: int, lr: float, elapsed_s: float) -> None:
+        """The end of an epoch (or of the run) at ``step``: the mean loss since the last one."""
+        losses = self.step_loss[self.step[-1] if self.step else 0:step]
+        self.record(epoch=step / steps_per_epoch, step=step,
+                    train_loss=sum(losses) / len(losses), lr=lr, elapsed_s=elapsed_s)
+
+    def record_evaluation(self, step: int, elapsed_s: float, result: EvalResult) -> None:
+        """An evaluation on the validation split at ``step``."""
+        self.record(eval_step=step, eval_elapsed_s=elapsed_s, val_miou=result.miou,
+                    val_pixel_accuracy=result.pixel_accuracy, val_boundary_f=result.boundary_f,
+                    val_iou=result.iou)
 
     def __getitem__(self, name: str) -> list:
         """``history["val_miou"]``: a list by the name that history.json gives it."""

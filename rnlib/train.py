@@ -74,6 +74,73 @@ class _Resumable(Sampler):
         return len(self.sampler) - self.skip
 
 
+def _batch_norm(model: nn.Module, config: TrainConfig, runtime: Runtime) -> nn.Module:
+    """``model`` with batch norm as the config asks: frozen, or synchronised across GPUs."""
+    if config.freeze_bn:
+        freeze_batchnorm(model)
+    if config.sync_bn and runtime.distributed:
+        if runtime.device.type != "cuda":
+            raise ValueError("sync_bn needs GPUs (SyncBatchNorm does not run on CPUs); "
+                             "freeze batch norm instead (freeze_bn)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, but for batch norm layers that the config freezes."""
+    model.train()
+    if freeze_bn:
+        freeze_batchnorm(model)
+
+
+def _wrap(model: nn.Module, runtime: Runtime, compile: bool) -> nn.Module:
+    """What training steps call: the model, in DistributedDataParallel across processes,
+    compiled on request. The Trainer's ``model`` stays the plain module (the weights are
+    shared), so checkpoints and evaluation depend on neither."""
+    if runtime.distributed:
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(model) if compile else model
+
+
+def _process_batch(batch: int, world: int, samples: int) -> int:
+    """Each process's share of the global batch, checked against the training set's size."""
+    if batch % world:
+        raise ValueError(f"batch_size {batch} does not divide among {world} processes; "
+                         f"use a multiple of {world}")
+    per_process = batch // world
+    if samples // world < per_process:
+        raise ValueError(f"the training set has {samples} samples, fewer than "
+                         f"one batch of {batch}; lower batch_size or add data")
+    return per_process
+
+
+class _EpochBatches:
+    """One process's training batches, epoch after epoch: its share of a shuffle drawn from
+    ``(seed, epoch)`` (DistributedSampler), whole batches only."""
+
+    def __init__(self, data: SeededSamples, batch: int, runtime: Runtime,
+                 config: TrainConfig) -> None:
+        self.data, self.batch = data, batch
+        self.sampler = DistributedSampler(data, runtime.world_size, runtime.rank, shuffle=True,
+                                          seed=config.seed, drop_last=True)
+        self.loader = DataLoader(data, batch, sampler=_Resumable(self.sampler), drop_last=True,
+                                 num_workers=config.num_workers,
+                                 pin_memory=runtime.device.type == "cuda")
+        self.steps_per_epoch = len(self.sampler) // batch
+
+    def from_step(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches from ``step`` on; an epoch resumed in its middle skips what it already
+        trained on."""
+        epoch, done = divmod(step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            self.data.set_epoch(epoch)
+            self.loader.sampler.skip = done * self.batch
+            yield from self.loader
+            epoch, done = epoch + 1, 0
+
+
 class Trainer:
     """Trains ``model`` on ``train_set``, evaluates on ``val_set``, checkpoints into ``out_dir``.
 
@@ -92,24 +159,13 @@ class Trainer:
         self.runtime = Runtime.start(config.device)
         self.device, self.progress = self.runtime.device, progress and self.runtime.is_main
         self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-        if config.freeze_bn:
-            freeze_batchnorm(model)
-        if config.sync_bn and self.runtime.distributed:
-            if self.device.type != "cuda":
-                raise ValueError("sync_bn needs GPUs (SyncBatchNorm does not run on CPUs); "
-                                 "freeze batch norm instead (freeze_bn)")
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device, memory_format=self.memory_format)
-        self.forward = self._wrap(self.model)
+        self.model = _batch_norm(model, config, self.runtime).to(
+            self.device, memory_format=self.memory_format)
+        self.forward = _wrap(self.model, self.runtime, config.compile)
         self.train_set, self.val_set = SeededSamples(train_set, config.seed), val_set
-        self.batch = self._process_batch()
-        self.sampler = DistributedSampler(self.train_set, self.runtime.world_size,
-                                          self.runtime.rank, shuffle=True, seed=config.seed,
-                                          drop_last=True)
-        self.loader = DataLoader(self.train_set, self.batch, sampler=_Resumable(self.sampler),
-                                 drop_last=True, num_workers=config.num_workers,
-                                 pin_memory=self.device.type == "cuda")
-        self.steps_per_epoch = len(self.sampler) // self.batch
+        self.batch = _process_batch(config.batch_size, self.runtime.world_size, len(train_set))
+        self.batches = _EpochBatches(self.train_set, self.batch, self.runtime, config)
+        self.steps_per_epoch = self.batches.steps_per_epoch
         self.amp_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
@@ -121,27 +177,6 @@ class Trainer:
         self.step, self.train_seconds = 0, 0.0
         self.history = History()
         self._saved_at = time.monotonic()
-
-    # -- set-up ------------------------------------------------------------------------------
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        """What training steps call: the model, in DistributedDataParallel across processes,
-        compiled on request. ``self.model`` stays the plain module (the weights are shared), so
-        checkpoints and evaluation depend on neither."""
-        if self.runtime.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=ids)
-        return torch.compile(model) if self.config.compile else model
-
-    def _process_batch(self) -> int:
-        world, batch = self.runtime.world_size, self.config.batch_size
-        if batch % world:
-            raise ValueError(f"batch_size {batch} does not divide among {world} processes; "
-                             f"use a multiple of {world}")
-        per_process = batch // world
-        if len(self.train_set) // world < per_process:
-            raise ValueError(f"the training set has {len(self.train_set)} samples, fewer than "
-                             f"one batch of {batch}; lower batch_size or add data")
-        return per_process
 
     @property
     def epoch(self) -> int:
@@ -158,7 +193,7 @@ class Trainer:
         self._begin(resume)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", leave=False,
                    disable=None if self.progress else True)  # None: off without a terminal
-        batches, stepping = self._batches(), False
+        batches, stepping = self.batches.from_step(self.step), False
         try:
             with StopSignals() as signals:
                 while self.step < self.total_steps:
@@ -195,26 +230,11 @@ class Trainer:
         elif self.budget.timed:
             self.budget.plan(self.seconds_per_step())
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches from the current step on, epoch after epoch; an epoch resumed in its middle
-        skips what it already trained on."""
-        while True:
-            epoch, done = divmod(self.step, self.steps_per_epoch)
-            self.sampler.set_epoch(epoch)
-            self.train_set.set_epoch(epoch)
-            self.loader.sampler.skip = done * self.batch
-            yield from self.loader
-
-    def _train_mode(self) -> None:
-        self.model.train()
-        if self.config.freeze_bn:
-            freeze_batchnorm(self.model)
-
     def _train_step(self, images: torch.Tensor, masks: torch.Tensor,
                     stop_requested: bool = False) -> tuple[float, bool]:
         """One optimizer step; returns the loss averaged over processes, and whether any
         process was asked to stop (all then stop after this same step)."""
-        self._train_mode()
+        _train_mode(self.model, self.config.freeze_bn)
         torch.manual_seed(derive_seed(self.config.seed, DROPOUT, self.step, self.runtime.rank))
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         masks = masks.to(self.device, non_blocking=True)
@@ -254,29 +274,16 @@ class Trainer:
         c, last = self.config, self.step >= self.total_steps
         epoch_end = self.step % self.steps_per_epoch == 0
         if epoch_end or last:
-            self._record_epoch()
+            self.history.record_epoch(self.step, self.steps_per_epoch,
+                                      self.optimizer.param_groups[0]["lr"], self.train_seconds)
         if self.val_set is not None and (
                 last or (c.eval_every_steps and self.step % c.eval_every_steps == 0)
                 or (epoch_end and c.eval_every and self.epoch % c.eval_every == 0)):
-            self._record_evaluation()
+            self.history.record_evaluation(self.step, self.train_seconds, self.evaluate())
         minutes = (time.monotonic() - self._saved_at) / 60
         if epoch_end or last or (c.save_every_steps and self.step % c.save_every_steps == 0) \
                 or (c.save_every_minutes and minutes >= c.save_every_minutes):
             self.save()
-
-    def _record_epoch(self) -> None:
-        since = self.history.step[-1] if self.history.step else 0
-        losses = self.history.step_loss[since:self.step]
-        self.history.record(epoch=self.step / self.steps_per_epoch, step=self.step,
-                            train_loss=sum(losses) / len(losses),
-                            lr=self.optimizer.param_groups[0]["lr"],
-                            elapsed_s=self.train_seconds)
-
-    def _record_evaluation(self) -> None:
-        result = self.evaluate()
-        self.history.record(eval_step=self.step, eval_elapsed_s=self.train_seconds,
-                            val_miou=result.miou, val_pixel_accuracy=result.pixel_accuracy,
-                            val_boundary_f=result.boundary_f, val_iou=result.iou)
 
     def evaluate(self, dataset: Dataset | None = None) -> EvalResult:
         """Metrics of the current model on ``dataset`` (default: the validation set); under
