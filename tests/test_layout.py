@@ -1,6 +1,7 @@
 """The library's shape: what ``import rnlib`` costs, and how long its modules, classes and
 functions may grow."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -27,3 +28,28 @@ def test_import_rnlib_leaves_the_progress_bars_of_datasets_alone():
     done = _python("import datasets, rnlib, rnlib.data, rnlib.cli; "
                    "assert datasets.is_progress_bar_enabled()")
     assert done.returncode == 0, done.stderr
+
+
+# Left out: rnlib/checks.py and the rnlib/checks/ package that replaces it, whose split into
+# a package is a change of its own.
+LIMITS = {"module": 500, "class": 200, "function": 60}
+
+
+def _sizes():
+    """(what, name, lines) for every module, class and function of rnlib but the checkers."""
+    for path in sorted((ROOT / "rnlib").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("rnlib/checks"):
+            continue
+        text = path.read_text()
+        yield "module", relative, len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                what = "class" if isinstance(node, ast.ClassDef) else "function"
+                yield what, f"{relative}:{node.name}", node.end_lineno - node.lineno + 1
+
+
+def test_no_module_class_or_function_outgrows_its_limit():
+    too_long = [f"{what} {name}: {lines} lines (limit {LIMITS[what]})"
+                for what, name, lines in _sizes() if lines > LIMITS[what]]
+    assert not too_long, "\n".join(too_long)

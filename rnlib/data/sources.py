@@ -71,10 +71,16 @@ class Source:
 
     classes: tuple[str, ...] = ()
     name: str = "dataset"
+    label_map: np.ndarray | None = None  # mask value -> class index, when they differ
+    _palette: tuple[tuple[int, int, int], ...] = ()  # the dataset's own colours, if any
+
+    def _describe_classes(self, classes: Sequence[str], label_map: np.ndarray | None,
+                          palette: Sequence[tuple[int, int, int]]) -> None:
+        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
 
     @property
     def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return default_palette(max(len(self.classes), 256))
+        return self._palette or default_palette(max(len(self.classes), 256))
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -133,11 +139,7 @@ class HFSource(Source):
         for column in (self.image_column, self.mask_column):
             dataset = dataset.cast_column(column, hf_datasets().Image(decode=False))
         self.dataset, self.name = dataset, name
-        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
-
-    @property
-    def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return self._palette or super().palette
+        self._describe_classes(classes, label_map, palette)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -172,11 +174,7 @@ class FileSource(Source):
                  classes: Sequence[str] = (), label_map: np.ndarray | None = None,
                  palette: Sequence[tuple[int, int, int]] = ()) -> None:
         self.images, self.masks, self.name = list(images), list(masks), name
-        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
-
-    @property
-    def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return self._palette or super().palette
+        self._describe_classes(classes, label_map, palette)
 
     def __len__(self) -> int:
         return len(self.images)
