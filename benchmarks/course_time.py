@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from rnlib.tables import made_by, markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,13 +55,13 @@ def main() -> None:
             print(f"{path.stem}: {times[path.stem]:.0f} s", flush=True)
             if args.write_outputs:
                 nbformat.write(nb, path)
-    lines = [f"# Time of each solution notebook (RNLIB_BUDGET_SCALE={scale})", "",
-             f"{os.cpu_count()} cores; a fresh kernel per notebook, in order, in an empty folder; "
-             f"`benchmarks/course_time.py`.",
-             "", "| notebook | seconds |", "|---|---|"]
-    lines += [f"| {name} | {t:.0f} |" for name, t in sorted(times.items(), key=lambda kv: -kv[1])]
     total = sum(times.values())
-    lines.append(f"| **total** | **{total:.0f}** ({total // 60:.0f} min {total % 60:.0f} s) |")
+    rows = [[name, f"{t:.0f}"] for name, t in sorted(times.items(), key=lambda kv: -kv[1])]
+    rows.append(["**total**", f"**{total:.0f}** ({total // 60:.0f} min {total % 60:.0f} s)"])
+    command = " ".join(["python benchmarks/course_time.py", *sys.argv[1:]])
+    lines = [f"# Time of each solution notebook (RNLIB_BUDGET_SCALE={scale})", "",
+             f"{made_by(command)} A fresh kernel per notebook, in order, in an empty folder.",
+             "", markdown_table(["notebook", "seconds"], rows)]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -17,7 +17,6 @@ split:
 
 from __future__ import annotations
 
-import platform
 import statistics
 import sys
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from rnlib.data import SegmentationDataset, eval_transform, pad_collate
 from rnlib.evaluate import evaluate
 from rnlib.results import reference
 from rnlib.runs import make_source, resolve_classes, train
+from rnlib.tables import made_by, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -105,21 +105,18 @@ def main() -> int:
                         "names": [name for name, _ in blocks]})
         print(f"seed {seed}: {miou}", file=sys.stderr, flush=True)
     names = results[0]["names"]
-    lines = ["| test mIoU | " + " | ".join(f"seed {s}" for s in SEEDS) + " | mean |",
-             "|---|" + "---|" * (len(SEEDS) + 1)]
-    for key in results[0]["miou"]:
-        values = [100 * r["miou"][key] for r in results]
-        lines.append(f"| {key} | " + " | ".join(f"{v:.1f}" for v in values)
-                     + f" | {statistics.fmean(values):.1f} |")
-    lines += ["", "| CRP | added term / relu(x), by norm | " + " | ".join(
-        f"seed {s}" for s in SEEDS) + " |", "|---|---|" + "---|" * len(SEEDS)]
-    for i, name in enumerate(names):
-        values = [r["ratio"][i] for r in results]
-        lines.append(f"| {name} | {statistics.fmean(values):.2f} | "
-                     + " | ".join(f"{v:.2f}" for v in values) + " |")
-    text = (f"# Chained residual pooling in the trained reference RefineNets\n\nMade by `python "
-            f"benchmarks/crp_probe.py` on {platform.machine()}, torch {torch.__version__}. "
-            f"Preset `reference` ({config.dataset} {config.data_options}), RefineNet at lr {lr:g} "
+    seeds = [f"seed {s}" for s in SEEDS]
+    mious = [[100 * r["miou"][key] for r in results] for key in results[0]["miou"]]
+    ratios = [[r["ratio"][i] for r in results] for i in range(len(names))]
+    lines = [markdown_table(["test mIoU", *seeds, "mean"], [
+        [key, *(f"{v:.1f}" for v in values), f"{statistics.fmean(values):.1f}"]
+        for key, values in zip(results[0]["miou"], mious)]), "",
+        markdown_table(["CRP", "added term / relu(x), by norm", *seeds], [
+            [name, f"{statistics.fmean(values):.2f}", *(f"{v:.2f}" for v in values)]
+            for name, values in zip(names, ratios)])]
+    text = (f"# Chained residual pooling in the trained reference RefineNets\n\n"
+            f"{made_by('python benchmarks/crp_probe.py')} Preset `reference` ({config.dataset} "
+            f"{config.data_options}), RefineNet at lr {lr:g} "
             f"(chosen on validation by benchmarks/reference.py), seeds {SEEDS}; test split. "
             f"CRP off: the block's chain removed at test time, so it passes relu(x) on.\n\n"
             + "\n".join(lines) + "\n")

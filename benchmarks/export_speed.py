@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,6 +32,7 @@ import torch
 import rnlib
 from rnlib.deploy import fuse_batchnorm
 from rnlib.export import MIN_SIDE, ONNX_OPSET, export_model
+from rnlib.tables import made_by, markdown_table
 
 MODELS = {  # key: (row name, registry name, backbone)
     "rn101": ("RefineNet-101", "refinenet", "resnet101"),
@@ -104,18 +103,17 @@ def measure(name: str, size: int, repeats: int) -> dict:
             "relative": relative, "export_s": export_s}
 
 
-def table(results: dict[str, dict]) -> list[str]:
+def table(results: dict[str, dict]) -> str:
     header = ["model", *(f"{v} (ms)" for v in VARIANTS), "ORT / eager NCHW",
               "ORT / eager channels_last", "ORT / eager cl + folded BN",
               "max abs(ORT - eager) / max abs(logit)", "ONNX export (s)"]
-    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    rows = []
     for name, r in results.items():
         ms, ort = r["ms"], r["ms"]["ONNX Runtime"]
-        cells = [MODELS[name][0], *(f"{ms[v]:.0f}" for v in VARIANTS),
-                 *(f"{ort / ms[v]:.2f}x" for v in VARIANTS[:3]),
-                 f"{r['relative']:.1e}", f"{r['export_s']:.0f}"]
-        rows.append("| " + " | ".join(cells) + " |")
-    return rows
+        rows.append([MODELS[name][0], *(f"{ms[v]:.0f}" for v in VARIANTS),
+                     *(f"{ort / ms[v]:.2f}x" for v in VARIANTS[:3]),
+                     f"{r['relative']:.1e}", f"{r['export_s']:.0f}"])
+    return markdown_table(header, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> str:
@@ -140,17 +138,15 @@ def main(argv: Sequence[str] | None = None) -> str:
     threads = torch.get_num_threads()
     text = (
         f"# ONNX Runtime against eager PyTorch on the CPU\n\n"
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"torch {torch.__version__} with {threads} threads; onnxruntime "
+        f"{made_by(f'python benchmarks/export_speed.py {command}'.strip())} onnxruntime "
         f"{onnxruntime.__version__} (CPUExecutionProvider, default graph optimizations, "
         f"{threads} intra-op threads, 1 inter-op, sequential, no spin-waiting); "
-        f"onnx {onnx.__version__}, opset {ONNX_OPSET}; command: "
-        f"`python benchmarks/export_speed.py {command}`; "
+        f"onnx {onnx.__version__}, opset {ONNX_OPSET}; "
         f"medians of {args.repeats} interleaved runs after one warm-up.\n"
         f"Random weights, 21 classes, {args.size}x{args.size}, batch 1, float32. The ONNX file "
         f"is exported by `rnlib.export` from the plain model (dynamic batch, height and width; "
         f"ONNX Runtime folds batch norm itself); ratios below 1 mean ONNX Runtime is faster.\n\n"
-        + "\n".join(table(results)) + "\n")
+        + table(results) + "\n")
     print(text)
     out = Path(args.out or Path(__file__).parent / "export_speed.md")
     out.write_text(text)

@@ -12,7 +12,6 @@ their count, written as markdown with the machine and the command.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
@@ -22,17 +21,16 @@ from torch.profiler import ProfilerActivity, profile
 
 import rnlib
 from rnlib.config import PRESETS
+from rnlib.tables import made_by, markdown_table
 
 
 def _table(prof, rows: int) -> str:
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    lines = ["| operator | self CPU (ms) | share | calls |", "|---|---|---|---|"]
-    for e in events[:rows]:
-        lines.append(f"| {e.key} | {e.self_cpu_time_total / 1e3:.1f} | "
-                     f"{100 * e.self_cpu_time_total / total:.0f}% | {e.count} |")
-    lines.append(f"| **all** | **{total / 1e3:.1f}** | | |")
-    return "\n".join(lines)
+    lines = [[e.key, f"{e.self_cpu_time_total / 1e3:.1f}",
+              f"{100 * e.self_cpu_time_total / total:.0f}%", e.count] for e in events[:rows]]
+    lines.append(["**all**", f"**{total / 1e3:.1f}**", "", ""])
+    return markdown_table(["operator", "self CPU (ms)", "share", "calls"], lines)
 
 
 def inference(name: str, backbone: str, size: int, rows: int) -> str:
@@ -80,10 +78,9 @@ def main() -> int:
     sections = [inference("refinenet-lw", "resnet50", args.size, args.rows),
                 inference("refinenet", "resnet101", args.size, args.rows),
                 training_step("refinenet", args.rows), training_step("fcn8s", args.rows)]
-    text = (f"# Where the time goes\n\nMade by `python benchmarks/profile_models.py "
-            f"{' '.join(sys.argv[1:])}` on {platform.machine()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; one profiled pass after a warm-up; self CPU "
-            f"time by operator, largest first.\n\n" + "\n\n".join(sections) + "\n")
+    command = " ".join(["python benchmarks/profile_models.py", *sys.argv[1:]])
+    text = (f"# Where the time goes\n\n{made_by(command)} One profiled pass after a warm-up; "
+            f"self CPU time by operator, largest first.\n\n" + "\n\n".join(sections) + "\n")
     print(text)
     args.out.write_text(text)
     return 0

@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
-
-import torch
 
 from rnlib import viz
 from rnlib.compare import ABLATIONS, BASELINES, compare, format_margins, format_rows, rows_as_dicts
 from rnlib.config import PRESETS
 from rnlib.results import REFERENCE, reference
+from rnlib.tables import made_by
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -72,8 +70,8 @@ def main() -> int:
     hours = sum(r.train_s for r in rows) * runs / 3600
     baselines = [r for r in rows if r.name in BASELINES]
     ablations = [r for r in rows if r.name in ABLATIONS]
-    text = (f"# Reference comparison\n\nMade by `python benchmarks/reference.py` on "
-            f"{platform.machine()}, torch {torch.__version__}. Preset `reference`; "
+    text = (f"# Reference comparison\n\n{made_by('python benchmarks/reference.py')} "
+            f"Preset `reference`; "
             f"{runs * len(rows)} training runs, {hours:.1f} h of training in all (the seconds "
             f"below are this machine's, and depend on how it was shared; the accuracy does "
             f"not).\n\n"

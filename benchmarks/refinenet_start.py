@@ -14,7 +14,6 @@ budgeted in steps, so the table does not depend on the machine's speed.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,10 +21,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from rnlib.config import PRESETS, with_model
 from rnlib.runs import train
+from rnlib.tables import made_by, markdown_table
 
 VARIANTS = {  # name: (model, options, config changes)
     "before: AdamW 1e-3, no warm-up": ("refinenet", {}, {}),
@@ -73,21 +71,22 @@ def main() -> int:
     for name in names:
         results[name] = run(name, args.steps, root)
         print(f"{name}: {results[name]['seconds']:.0f} s", file=sys.stderr, flush=True)
-    lines = [f"| variant | loss at steps 1, 2, 3, 5, 10 | max loss, steps 1-20 | mean loss, last "
-             f"20 steps | val mIoU after {args.steps} steps |", "|---|---|---|---|---|"]
+    lines = []
     for name, r in results.items():
         loss = r["losses"]
         first = ", ".join(f"{loss[i - 1]:.2f}" for i in (1, 2, 3, 5, 10) if i <= len(loss))
-        lines.append(f"| {name} | {first} | {max(loss[:20]):.2f} | "
-                     f"{statistics.fmean(loss[-20:]):.3f} | {100 * r['miou']:.1f} |")
+        lines.append([name, first, f"{max(loss[:20]):.2f}", f"{statistics.fmean(loss[-20:]):.3f}",
+                      f"{100 * r['miou']:.1f}"])
+    table = markdown_table(["variant", "loss at steps 1, 2, 3, 5, 10", "max loss, steps 1-20",
+                            "mean loss, last 20 steps", f"val mIoU after {args.steps} steps"],
+                           lines)
     preset = PRESETS["cpu-quick"]
-    text = (f"# RefineNet's start, variant by variant\n\nMade by `python benchmarks/"
-            f"refinenet_start.py {' '.join(sys.argv[1:])}` on {platform.machine()}, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads. The cpu-quick preset: "
+    command = " ".join(["python benchmarks/refinenet_start.py", *sys.argv[1:]])
+    text = (f"# RefineNet's start, variant by variant\n\n{made_by(command)} The cpu-quick preset: "
             f"{preset.backbone} pretrained on {preset.pretrained_backbone}, decoder "
             f"{preset.model_options}, Shapes {preset.data_options}, batch {preset.batch_size}, "
             f"{preset.optimizer} lr {preset.lr:g} without warm-up, with the poly schedule over "
-            f"the run, seed {preset.seed}; {args.steps} steps each.\n\n" + "\n".join(lines) + "\n")
+            f"the run, seed {preset.seed}; {args.steps} steps each.\n\n{table}\n")
     print(text)
     args.out.write_text(text)
     return 0

@@ -19,7 +19,6 @@ Three tables, each written as markdown with the machine, versions and command:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import torch
 import rnlib
 from rnlib import bench
 from rnlib.deploy import fuse_batchnorm
+from rnlib.tables import made_by, markdown_table
 
 MODELS = {  # row name: (registry name, backbone)
     "RefineNet-101": ("refinenet", "resnet101"),
@@ -56,11 +56,11 @@ def _log(message: str) -> None:
 
 
 # The authors' released code measured on this kind of machine against torchvision's
-# fcn_resnet50 in the same run (plain eager models, best memory format; DESIGN §9)
+# fcn_resnet50 in the same run (plain eager models, best memory format; docs/design.md)
 AUTHORS = {"RefineNet-101": 1.84, "LW-RefineNet-50": 0.40}
 
 
-def latency_table(args) -> tuple[list[str], str]:
+def latency_table(args) -> tuple[str, str]:
     """Inference on equal terms: plain models (as ``build_model`` gives them, each in its
     faster memory format) against plain torchvision fcn_resnet50, and optimized ones
     (channels_last, batch norm folded) against the optimized fcn_resnet50, interleaved round by
@@ -95,28 +95,30 @@ def latency_table(args) -> tuple[list[str], str]:
                                                          repeats=args.repeats, channels_last=True)
     reference = "tv fcn_resnet50" if "tv fcn_resnet50" in results else args.models[0]
     ref = results[reference]
-    rows = [f"| model | params (M) | GMACs@{args.size} | plain NCHW (ms) | plain channels_last "
-            f"(ms) | plain: vs {reference} | authors' code: vs {reference} | optimized (ms) | "
-            f"optimized: vs {reference} | GFLOP/s | share of ceiling | peak mem (MiB) | train "
-            f"step {train_size[0]}x{train_size[1]} b2 (ms) |", "|---" * 13 + "|"]
+    header = ["model", "params (M)", f"GMACs@{args.size}", "plain NCHW (ms)",
+              "plain channels_last (ms)", f"plain: vs {reference}",
+              f"authors' code: vs {reference}", "optimized (ms)", f"optimized: vs {reference}",
+              "GFLOP/s", "share of ceiling", "peak mem (MiB)",
+              f"train step {train_size[0]}x{train_size[1]} b2 (ms)"]
+    rows = []
     for name, r in results.items():
         rate = r["flops"] / (r["optimized"] / 1e3) / 1e9
-        authors = f"{AUTHORS[name]:.2f}x" if name in AUTHORS else "-"
-        rows.append(f"| {name} | {r['params'] / 1e6:.2f} | {r['flops'] / 2e9:.1f} | "
-                    f"{r['nchw']:.0f} | {r['last']:.0f} | {r['best'] / ref['best']:.2f}x | "
-                    f"{authors} | {r['optimized']:.0f} | "
-                    f"{r['optimized'] / ref['optimized']:.2f}x | {rate:.0f} | "
-                    f"{100 * rate / ceiling:.0f}% | {r['memory']:.0f} | {r['step']:.0f} |")
+        rows.append([name, f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 2e9:.1f}",
+                     f"{r['nchw']:.0f}", f"{r['last']:.0f}", f"{r['best'] / ref['best']:.2f}x",
+                     f"{AUTHORS[name]:.2f}x" if name in AUTHORS else "-",
+                     f"{r['optimized']:.0f}", f"{r['optimized'] / ref['optimized']:.2f}x",
+                     f"{rate:.0f}", f"{100 * rate / ceiling:.0f}%", f"{r['memory']:.0f}",
+                     f"{r['step']:.0f}"])
     note = (f"Random weights, 21 classes. Inference at {args.size}x{args.size}, batch 1, under "
             f"torch.inference_mode; the model variants interleaved round by round, medians. "
             f"Plain: the model as build_model gives it, in NCHW and in channels_last; its ratio "
             f"takes each model's faster format. Optimized: channels_last with batch norm folded "
             f"into the convolutions (rnlib.deploy.fuse_batchnorm), against the same for "
             f"{reference}. The authors' ratios: their released PyTorch code on this kind of "
-            f"machine, plain, best format (DESIGN §9). GFLOP/s and the share of the convolution "
-            f"ceiling (3x3 conv 256->256, 56x56, batch 8, channels_last, fastest of 10, measured "
-            f"in the same run: {ceiling:.0f} GFLOP/s) are of the optimized model.")
-    return rows, note
+            f"machine, plain, best format (docs/design.md). GFLOP/s and the share of the "
+            f"convolution ceiling (3x3 conv 256->256, 56x56, batch 8, channels_last, fastest of "
+            f"10, measured in the same run: {ceiling:.0f} GFLOP/s) are of the optimized model.")
+    return markdown_table(header, rows), note
 
 
 def _amp_dtype(device: str) -> torch.dtype:
@@ -125,7 +127,7 @@ def _amp_dtype(device: str) -> torch.dtype:
     return torch.bfloat16
 
 
-def throughput_table(args) -> tuple[list[str], str]:
+def throughput_table(args) -> tuple[str, str]:
     """Images per second, fp32 against AMP, both in channels_last (issue 5's GPU table)."""
     torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     amp = _amp_dtype(args.device)
@@ -135,7 +137,7 @@ def throughput_table(args) -> tuple[list[str], str]:
               "train AMP (img/s)", "train AMP / fp32"]
     if args.compile:
         header += ["train AMP + compile (img/s)", "compiled / fp32"]
-    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    rows = []
     for name in args.models:
         started = time.perf_counter()
         model = _build(name, args.device)
@@ -155,7 +157,7 @@ def throughput_table(args) -> tuple[list[str], str]:
                 compiled, size, batch, repeats=args.repeats, warmup=3, channels_last=True,
                 amp_dtype=amp)
             cells += [f"{rate:.1f}", f"{rate / train['fp32']:.2f}x"]
-        rows.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
         del model
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -167,7 +169,7 @@ def throughput_table(args) -> tuple[list[str], str]:
             f"{' with a gradient scaler' if amp == torch.float16 else ''}; fp32 convolutions "
             f"{'may use TF32 (PyTorch default)' if tf32 else 'in full fp32'}; training is one SGD "
             f"step (forward, cross-entropy, backward, update).")
-    return rows, note
+    return markdown_table(header, rows), note
 
 
 def _recipe_step(preset, model_name: str, data, channels_last: bool = True,
@@ -189,7 +191,7 @@ def _recipe_step(preset, model_name: str, data, channels_last: bool = True,
         return trainer.seconds_per_step(steps=5)
 
 
-def recipe_table(args) -> tuple[list[str], str]:
+def recipe_table(args) -> tuple[str, str]:
     """The CPU preset's training step through the Trainer: what each speed choice is worth
     for RefineNet, then RefineNet against FCN-8s in GFLOP/s and share of the ceiling."""
     from rnlib.config import PRESETS, with_model
@@ -218,13 +220,10 @@ def recipe_table(args) -> tuple[list[str], str]:
                 times[name].append(_recipe_step(preset, variant[0], data, *variant[1:]))
     ceiling = max(ceiling, bench.conv_ceiling(args.device, channels_last=True))
     reference = statistics.median(times["NCHW, AdamW for-each"])
-    rows = ["| training step | ms (median) | speed-up |", "|---|---|---|"]
-    for name, values in times.items():
-        if variants[name][0] == "refinenet":
-            ms = statistics.median(values)
-            rows.append(f"| {name} | {1e3 * ms:.0f} | {reference / ms:.2f}x |")
-    rows += ["", "| model (rnlib's recipe) | ms per step | GFLOP per step (forward + backward) | "
-             "GFLOP/s | share of ceiling |", "|---|---|---|---|---|"]
+    steps = [[name, f"{1e3 * ms:.0f}", f"{reference / ms:.2f}x"]
+             for name, ms in ((n, statistics.median(v)) for n, v in times.items())
+             if variants[name][0] == "refinenet"]
+    rates = []
     for name, key in (("RefineNet", "channels_last, AdamW fused (rnlib)"),
                       ("FCN-8s", "FCN-8s, rnlib's recipe")):
         model = make_model(with_model(preset, variants[key][0]))
@@ -232,15 +231,19 @@ def recipe_table(args) -> tuple[list[str], str]:
                                   train=True)
         seconds = statistics.median(times[key])
         rate = flops / seconds / 1e9
-        rows.append(f"| {name} | {1e3 * seconds:.0f} | {flops / 1e9:.1f} | {rate:.0f} | "
-                    f"{100 * rate / ceiling:.0f}% |")
+        rates.append([name, f"{1e3 * seconds:.0f}", f"{flops / 1e9:.1f}", f"{rate:.0f}",
+                      f"{100 * rate / ceiling:.0f}%"])
     note = (f"Preset cpu-quick: {preset.backbone} (pretrained: {preset.pretrained_backbone}), "
             f"RefineNet {preset.model_options}, batch {preset.batch_size} at "
             f"{preset.crop}x{preset.crop}; each variant is 5 steps through rnlib.train.Trainer "
             f"after a warm-up step, repeated {args.repeats} times interleaved. FLOPs counted by "
             f"torch.utils.flop_counter over a forward and backward pass; convolution ceiling "
             f"measured in the same run: {ceiling:.0f} GFLOP/s.")
-    return rows, note
+    tables = (markdown_table(["training step", "ms (median)", "speed-up"], steps) + "\n\n"
+              + markdown_table(["model (rnlib's recipe)", "ms per step",
+                                "GFLOP per step (forward + backward)", "GFLOP/s",
+                                "share of ceiling"], rates))
+    return tables, note
 
 
 def main() -> None:
@@ -264,14 +267,11 @@ def main() -> None:
     args.mode = args.mode or ("throughput" if args.device.startswith("cuda") else "latency")
     args.models = args.models or (GPU_MODELS if args.mode == "throughput" else list(MODELS))
     table = {"latency": latency_table, "throughput": throughput_table, "recipe": recipe_table}
-    rows, note = table[args.mode](args)
-    machine = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-               else platform.processor() or platform.machine())
+    tables, note = table[args.mode](args)
     kind = torch.device(args.device).type
-    text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\nMachine: {machine}, "
-            f"{torch.get_num_threads()} CPU threads; torch {torch.__version__}; command: "
-            f"`python benchmarks/speed.py {' '.join(sys.argv[1:])}`; medians of {args.repeats} "
-            f"runs.\n{note}\n\n" + "\n".join(rows) + "\n")
+    command = " ".join(["python benchmarks/speed.py", *sys.argv[1:]])
+    text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\n{made_by(command)} Medians of "
+            f"{args.repeats} runs.\n{note}\n\n{tables}\n")
     print(text)
     name = f"{kind}_{'recipe' if args.mode == 'recipe' else 'speed'}.md"
     out = Path(args.out or Path(__file__).parent / name)

@@ -47,8 +47,7 @@ class ResNetBackbone(nn.Module):
             raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        check_pretrained(pretrained, name)
-        source = resolve(pretrained)
+        source = resolve(pretrained)  # checked by build_model, before anything is built
         weights = models.get_model_weights(name).DEFAULT if source == "imagenet" else None
         resnet = models.get_model(name, weights=weights)
         if source not in (None, "imagenet"):

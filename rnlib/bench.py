@@ -3,7 +3,8 @@
 FLOPs come from ``torch.utils.flop_counter``, which counts 2 FLOPs per multiply-accumulate
 (MAC) of convolutions and matrix products and nothing for pooling, activations or resizing.
 Papers often print MACs and call them FLOPs: RefineNet's "263 GFLOPs" are 263 GMACs at
-512x512 (DESIGN §3). Every figure here says which it is.
+512x512 (docs/design.md, "The authors' sizes and compute"). Every figure here says which
+it is.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from .tables import markdown_table
 
 __all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "measure_train_step",
            "conv_ceiling", "peak_memory", "measure", "format_table"]
@@ -232,19 +235,18 @@ def measure(name: str, model: nn.Module, size: Sequence[int], *, batch: int = 1,
 def format_table(costs: Sequence[Cost], reference: str | None = None) -> str:
     """A markdown table of costs; with ``reference``, latencies also as ratios to that row."""
     ref = next((c for c in costs if c.name == reference), None)
-    header = "| model | params (M) | GFLOPs | GMACs | latency (ms) | peak mem (MiB) |"
-    if ref is not None:
-        header += f" latency / {ref.name} |"
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    header = ["model", "params (M)", "GFLOPs", "GMACs", "latency (ms)", "peak mem (MiB)"]
+    header += [f"latency / {ref.name}"] if ref is not None else []
+    rows = []
     for c in costs:
-        row = (f"| {c.name} | {c.params_m:.2f} | {c.gflops:.1f} | {c.gmacs:.1f} | "
-               f"{_fmt(c.latency_ms, '.0f')} | {_fmt(c.peak_mem_mib, '.0f')} |")
+        row = [c.name, f"{c.params_m:.2f}", f"{c.gflops:.1f}", f"{c.gmacs:.1f}",
+               _fmt(c.latency_ms, ".0f"), _fmt(c.peak_mem_mib, ".0f")]
         if ref is not None:
             ratio = (c.latency_ms / ref.latency_ms
                      if c.latency_ms and ref.latency_ms else None)
-            row += f" {_fmt(ratio, '.2f')}x |" if ratio else " - |"
-        lines.append(row)
-    return "\n".join(lines)
+            row.append(f"{_fmt(ratio, '.2f')}x" if ratio else "-")
+        rows.append(row)
+    return markdown_table(header, rows)
 
 
 def _fmt(value: float | None, spec: str) -> str:

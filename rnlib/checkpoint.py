@@ -7,15 +7,15 @@ it without running code (a checkpoint from the internet cannot execute anything)
 
 from __future__ import annotations
 
-import pickle
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
 
 from .atomic import write_atomic
 from .budget import budget_scale
-from .config import TrainConfig, plain
+from .config import AFFECTS_RESULTS, RECORDED_AS, TrainConfig, plain
+from .safeload import load_safely
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable",
            "checkpoint_config", "non_finite"]
@@ -31,15 +31,8 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint safely: tensors and plain data only, no code runs."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first, or check the folder")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise ValueError(f"cannot read the checkpoint {path} ({type(err).__name__}: {err}): it is "
-                         f"damaged, not a checkpoint, or holds more than tensors and plain data; "
-                         f"train again into a new folder, or use another copy") from err
+    return load_safely(path, "checkpoint", missing="train first, or check the folder",
+                       fix="train again into a new folder, or use another copy")
 
 
 def checkpoint_config(state: object, path: str | Path) -> dict:
@@ -63,11 +56,11 @@ def non_finite(weights: dict) -> tuple[int, int]:
 
 
 def run_settings(config: TrainConfig) -> dict:
-    """What a run's result depends on: its config, less how it runs and reports (device,
-    compiling, workers, how often it evaluates or saves: none changes a weight), and the budget
-    scale."""
-    how = dict(device="auto", compile=False, num_workers=0, eval_every=0, eval_every_steps=0,
-               save_every_steps=0, save_every_minutes=0.0)
+    """What a run's result depends on: its config, with every field that changes only how it
+    runs and reports (device, compiling, workers, how often it evaluates or saves: none changes
+    a weight) at the value its marker records, and the budget scale."""
+    how = {f.name: f.metadata[RECORDED_AS] for f in fields(config)
+           if not f.metadata[AFFECTS_RESULTS]}
     return {**plain(asdict(replace(config, **how))), "budget_scale": budget_scale()}
 
 

@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import NoReturn
 
 from torch import nn
 
@@ -31,7 +30,9 @@ from .budget import describe_budget
 from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
+from .history import History
 from .runs import class_names, make_model, make_source, resolve_classes, train
+from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
@@ -106,10 +107,10 @@ def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
     return Path(out_dir) / name / f"lr{lr:g}-seed{seed}"
 
 
-def _tail(histories: Sequence[dict]) -> list[float]:
+def _tail(histories: Sequence[History]) -> list[float]:
     """The validation mIoU averaged over ``histories`` (a model's seeds), at the evaluations in
     the last 20% of the steps."""
-    curves = [(h.get("eval_step", []), h.get("val_miou", [])) for h in histories]
+    curves = [(h.eval_step, h.val_miou) for h in histories]
     n = min((len(steps) for steps, _ in curves), default=0)
     if n == 0:
         return []
@@ -118,7 +119,7 @@ def _tail(histories: Sequence[dict]) -> list[float]:
     return [m for s, m in zip(steps, mean) if s >= 0.8 * steps[-1]]
 
 
-def plateau(histories: Sequence[dict]) -> float | None:
+def plateau(histories: Sequence[History]) -> float | None:
     """How much the validation mIoU (the mean of ``histories``, a model's seeds) changed over
     the last 20% of the steps: its last evaluation minus the first one in that stretch. Under 1
     point, the model has stopped rising. None without two evaluations in the stretch."""
@@ -126,7 +127,7 @@ def plateau(histories: Sequence[dict]) -> float | None:
     return tail[-1] - tail[0] if len(tail) >= 2 else None
 
 
-def swing(histories: Sequence[dict]) -> float | None:
+def swing(histories: Sequence[History]) -> float | None:
     """The largest distance of an evaluation in the last 20% of the steps from the last one
     (the mean of ``histories``): how much single evaluations still jump around the trend that
     :func:`plateau` measures. None without two evaluations in the stretch."""
@@ -141,7 +142,7 @@ class KeptRun:
     are small enough to commit, so a long comparison (the course's reference) re-renders, and
     continues where it stopped, on a fresh clone."""
 
-    history: dict
+    history: History
     step: int
     model: nn.Module  # the architecture, for its cost (untrained weights)
     out_dir: Path
@@ -156,8 +157,8 @@ class KeptRun:
             record = json.loads(path.read_text())
             if record["settings"] != run_settings(config):
                 return None
-            history, step = record["history"], record["step"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            history, step = History.from_dict(record["history"]), record["step"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is not a kept run's record ({type(err).__name__}: {err}); "
                              f"delete it to train the run again") from err
         return cls(history, step, make_model(config), folder)
@@ -168,11 +169,7 @@ class KeptRun:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RECORD).write_text(json.dumps({"settings": run_settings(config),
                                                  "step": trainer.step,
-                                                 "history": trainer.history}))
-
-    def evaluate(self, dataset) -> NoReturn:
-        raise FileNotFoundError(f"{self.out_dir} keeps this run's curves but not its metrics on "
-                                f"this split; delete {self.out_dir / RECORD} to train it again")
+                                                 "history": trainer.history.to_dict()}))
 
 
 def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool,
@@ -205,6 +202,10 @@ def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict
             result = saved["result"]
             break
     else:
+        if isinstance(run, KeptRun):  # no weights to evaluate
+            raise FileNotFoundError(f"{run.out_dir} keeps this run's curves but not its metrics "
+                                    f"on this split; delete {run.out_dir / RECORD} to train it "
+                                    f"again")
         data = SegmentationDataset(make_source(config, split), config.num_classes,
                                    eval_transform())
         result = asdict(run.evaluate(data))
@@ -240,7 +241,7 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
             trainer, _ = _run(replace(config, lr=lr, seed=seeds[0]),
                               run_dir(out_dir, entry, lr, seeds[0]), resume, progress,
                               kept and run_dir(kept, entry, lr, seeds[0]))
-            search[f"{lr:g}"] = trainer.history["val_miou"][-1]
+            search[f"{lr:g}"] = trainer.history.val_miou[-1]
         lr = max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr
         results, trainers, reused = [], [], []
         for seed in seeds:
@@ -252,8 +253,9 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
             results.append(_evaluate(trainer, run_config, folders, split))
             trainers.append(trainer)
             reused.append(was_reused)
-        rows.append(_row(name, entry, lr, split, seeds, results, trainers, search, classes,
-                         all(reused), start, config))
+        rows.append(_row(name, entry, replace(config, lr=lr), split=split, seeds=seeds,
+                         results=results, runs=trainers, lr_search=search, classes=classes,
+                         reused=all(reused), started=start))
         if progress:
             print(f"{name}: {split} mIoU {100 * rows[-1].miou:.1f} ± "
                   f"{100 * rows[-1].miou_std:.1f} (lr {lr:g}), {rows[-1].total_s:.0f} s"
@@ -261,9 +263,13 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
     return rows
 
 
-def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reused, start,
-         config) -> Row:
-    model = trainers[-1].model
+def _row(name: str, entry: Entry, config: TrainConfig, *, split: str, seeds: list[int],
+         results: list[dict], runs: list[Trainer | KeptRun], lr_search: dict[str, float],
+         classes: list[str], reused: bool, started: float) -> Row:
+    """One contender's Row: ``results`` (metrics on ``split``) and ``runs`` seed by seed,
+    trained with ``config`` (its lr the one chosen), and the cost of its model; ``started``
+    is when the contender's work began (``time.perf_counter``)."""
+    model = runs[-1].model
     size = (config.crop, config.crop)
     cost = bench.measure(name, model, size, channels_last=config.channels_last, memory=False)
     train_peak = bench.peak_memory(model, size, config.batch_size, train=True,
@@ -275,24 +281,23 @@ def _row(name, entry, lr, split, seeds, results, trainers, search, classes, reus
     miou, miou_std = spread([r["miou"] for r in results])
     boundary, boundary_std = spread([r["boundary_f"] for r in results])
     per_class = [spread([r["iou"][c] for r in results]) for c in range(len(classes))]
-    return Row(name=name, model=entry.model, lr=lr, split=split, seeds=seeds, miou=miou,
+    return Row(name=name, model=entry.model, lr=config.lr, split=split, seeds=seeds, miou=miou,
                miou_std=miou_std, boundary_f=boundary, boundary_f_std=boundary_std,
                iou=[m for m, _ in per_class], iou_std=[s for _, s in per_class],
                miou_per_seed=[r["miou"] for r in results],
                boundary_f_per_seed=[r["boundary_f"] for r in results],
                iou_per_seed=[r["iou"] for r in results],
-               plateau=plateau([t.history for t in trainers]),
-               swing=swing([t.history for t in trainers]), params_m=cost.params_m,
+               plateau=plateau([t.history for t in runs]),
+               swing=swing([t.history for t in runs]), params_m=cost.params_m,
                gflops=cost.gflops, latency_ms=cost.latency_ms, train_peak_mib=train_peak,
-               train_s=statistics.fmean(t.history["elapsed_s"][-1] for t in trainers),
-               total_s=time.perf_counter() - start, reused=reused,
-               steps=trainers[-1].step,
+               train_s=statistics.fmean(t.history.elapsed_s[-1] for t in runs),
+               total_s=time.perf_counter() - started, reused=reused, steps=runs[-1].step,
                checkpoints=[str(t.out_dir / (RECORD if isinstance(t, KeptRun) else CHECKPOINT))
-                            for t in trainers],
-               classes=classes, lr_search=search,
-               curves=[{"seed": seed, "step": t.history.get("eval_step", []),
-                        "seconds": t.history.get("eval_elapsed_s", []),
-                        "miou": t.history.get("val_miou", [])} for seed, t in zip(seeds, trainers)])
+                            for t in runs],
+               classes=classes, lr_search=lr_search,
+               curves=[{"seed": seed, "step": t.history.eval_step,
+                        "seconds": t.history.eval_elapsed_s, "miou": t.history.val_miou}
+                       for seed, t in zip(seeds, runs)])
 
 
 def _pm(mean: float, std: float, seeds: int) -> str:
@@ -319,31 +324,26 @@ def format_rows(rows: list[Row], config: TrainConfig) -> str:
             f"evaluation in that stretch to the last; swing: the largest distance of an "
             f"evaluation in that stretch from the last.\n")
     n = len(first.seeds)
-    lines = ["| model | lr | mIoU | boundary F | last 20% | swing | params (M) | GFLOPs | "
-             "latency (ms) | train peak mem (MiB) | steps | training (s) |", "|---" * 12 + "|"]
-    for r in rows:
-        trend = "-" if r.plateau is None else f"{100 * r.plateau:+.1f}"
-        jumps = "-" if r.swing is None else f"{100 * r.swing:.1f}"
-        lines.append(f"| {r.name} | {r.lr:g} | {_pm(r.miou, r.miou_std, n)} | "
-                     f"{_pm(r.boundary_f, r.boundary_f_std, n)} | {trend} | {jumps} | "
-                     f"{r.params_m:.2f} | "
-                     f"{r.gflops:.2f} | {r.latency_ms:.0f} | {r.train_peak_mib:.0f} | "
-                     f"{r.steps} | {r.train_s:.0f} |")
-    per_class = ["| model | " + " | ".join(first.classes) + " |",
-                 "|---" * (len(first.classes) + 1) + "|"]
-    for r in rows:
-        per_class.append(f"| {r.name} | " + " | ".join(
-            _pm(m, s, n) for m, s in zip(r.iou, r.iou_std)) + " |")
+    summary = markdown_table(
+        ["model", "lr", "mIoU", "boundary F", "last 20%", "swing", "params (M)", "GFLOPs",
+         "latency (ms)", "train peak mem (MiB)", "steps", "training (s)"],
+        [[r.name, f"{r.lr:g}", _pm(r.miou, r.miou_std, n),
+          _pm(r.boundary_f, r.boundary_f_std, n),
+          "-" if r.plateau is None else f"{100 * r.plateau:+.1f}",
+          "-" if r.swing is None else f"{100 * r.swing:.1f}", f"{r.params_m:.2f}",
+          f"{r.gflops:.2f}", f"{r.latency_ms:.0f}", f"{r.train_peak_mib:.0f}", r.steps,
+          f"{r.train_s:.0f}"] for r in rows])
+    per_class = markdown_table(["model", *first.classes],
+                               [[r.name, *(_pm(m, s, n) for m, s in zip(r.iou, r.iou_std))]
+                                for r in rows])
     search = ""
     if first.lr_search:
-        search = ("\n\nValidation mIoU of each learning rate (seed "
-                  f"{first.seeds[0]}):\n\n| model | " + " | ".join(first.lr_search) + " |\n"
-                  + "|---" * (len(first.lr_search) + 1) + "|\n" + "\n".join(
-                      f"| {r.name} | " + " | ".join(f"{100 * v:.1f}" for v in
-                                                    r.lr_search.values()) + " |" for r in rows))
-    return (head + "\n" + "\n".join(lines) + f"\n\nIoU per class ({first.split}):\n\n"
-            + "\n".join(per_class) + search + "\n\nTime per model, slowest first:\n\n"
-            + format_times(rows) + "\n")
+        search = (f"\n\nValidation mIoU of each learning rate (seed {first.seeds[0]}):\n\n"
+                  + markdown_table(["model", *first.lr_search],
+                                   [[r.name, *(f"{100 * v:.1f}" for v in r.lr_search.values())]
+                                    for r in rows]))
+    return (head + "\n" + summary + f"\n\nIoU per class ({first.split}):\n\n" + per_class
+            + search + "\n\nTime per model, slowest first:\n\n" + format_times(rows) + "\n")
 
 
 def per_seed(row: Row, metric: str) -> list[float]:
@@ -363,8 +363,7 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
     the same data in the same order): the mean difference, its range over seeds, whether its
     sign holds in every seed, and each side's spread (standard deviation over seeds)."""
     ref = next(r for r in rows if r.name == reference)
-    lines = [f"| model | metric | minus {reference} | range over seeds | every seed | "
-             f"spread: model; {reference} |", "|---|---|---|---|---|---|"]
+    lines = []
     for r in rows:
         if r is ref:
             continue
@@ -372,39 +371,39 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
             mine, theirs = per_seed(r, metric), per_seed(ref, metric)
             diffs = [100 * (a - b) for a, b in zip(mine, theirs)]
             same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-            lines.append(f"| {r.name} | {metric} | {statistics.fmean(diffs):+.1f} | "
-                         f"{min(diffs):+.1f} .. {max(diffs):+.1f} | {'yes' if same else 'no'} | "
-                         f"{100 * statistics.pstdev(mine):.1f}; "
-                         f"{100 * statistics.pstdev(theirs):.1f} |")
-    return "\n".join(lines)
+            lines.append([r.name, metric, f"{statistics.fmean(diffs):+.1f}",
+                          f"{min(diffs):+.1f} .. {max(diffs):+.1f}", "yes" if same else "no",
+                          f"{100 * statistics.pstdev(mine):.1f}; "
+                          f"{100 * statistics.pstdev(theirs):.1f}"])
+    return markdown_table(["model", "metric", f"minus {reference}", "range over seeds",
+                           "every seed", f"spread: model; {reference}"], lines)
 
 
 def format_versus(mine: list[Row], reference: list[Row]) -> str:
     """Your rows next to the reference's of the same models: mIoU, boundary F and the steps
     each was trained for (the reference: mean ± standard deviation over its seeds)."""
     ref = {r.name: r for r in reference}
-    lines = ["| model | your mIoU | reference mIoU | your boundary F | reference boundary F | "
-             "your steps | reference steps |", "|---|---|---|---|---|---|---|"]
+    lines = []
     for r in mine:
         if r.name not in ref:
             continue
         t = ref[r.name]
         n = len(t.seeds)
-        lines.append(f"| {r.name} | {100 * r.miou:.1f} | {_pm(t.miou, t.miou_std, n)} | "
-                     f"{100 * r.boundary_f:.1f} | {_pm(t.boundary_f, t.boundary_f_std, n)} | "
-                     f"{r.steps} | {t.steps} |")
-    return "\n".join(lines)
+        lines.append([r.name, f"{100 * r.miou:.1f}", _pm(t.miou, t.miou_std, n),
+                      f"{100 * r.boundary_f:.1f}", _pm(t.boundary_f, t.boundary_f_std, n),
+                      r.steps, t.steps])
+    return markdown_table(["model", "your mIoU", "reference mIoU", "your boundary F",
+                           "reference boundary F", "your steps", "reference steps"], lines)
 
 
 def format_times(rows: list[Row]) -> str:
     """Each model's time in the comparison, slowest first: its training loop (per run), and
     everything (data, evaluation, measuring; a reused run is not retrained)."""
-    lines = ["| model | training per run (s) | total (s) |", "|---|---|---|"]
-    for r in sorted(rows, key=lambda r: -r.total_s):
-        reused = " (reused finished runs)" if r.reused else ""
-        lines.append(f"| {r.name} | {r.train_s:.0f} | {r.total_s:.0f}{reused} |")
-    lines.append(f"| **all** | | **{sum(r.total_s for r in rows):.0f}** |")
-    return "\n".join(lines)
+    lines = [[r.name, f"{r.train_s:.0f}",
+              f"{r.total_s:.0f}{' (reused finished runs)' if r.reused else ''}"]
+             for r in sorted(rows, key=lambda r: -r.total_s)]
+    lines.append(["**all**", "", f"**{sum(r.total_s for r in rows):.0f}**"])
+    return markdown_table(["model", "training per run (s)", "total (s)"], lines)
 
 
 def rows_as_dicts(rows: list[Row]) -> list[dict]:

@@ -8,19 +8,20 @@ names it and the fix, before any data is read or any step is trained.
 
 from __future__ import annotations
 
-import difflib
 import math
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from .data.sources import dataset_options
 from .models import registry
+from .suggest import did_you_mean
 from .weights import check_pretrained
 
 __all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_file",
@@ -29,6 +30,22 @@ __all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_f
 OPTIMIZERS = ("adamw", "sgd")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 MAX_TIME_BUDGET_S = 365 * 24 * 3600.0  # longer is a typo (or inf), not a training run
+
+
+AFFECTS_RESULTS = "affects_results"  # the metadata key of every TrainConfig field
+RECORDED_AS = "recorded_as"  # an operational field's value in a run's settings
+
+
+def _result(default: Any = MISSING, *, factory: Any = MISSING) -> Any:
+    """A field that changes what a run computes: part of its settings, as it is."""
+    return field(default=default, default_factory=factory, metadata={AFFECTS_RESULTS: True})
+
+
+def _operational(default: Any, *, recorded_as: Any = MISSING) -> Any:
+    """A field that changes how a run runs or reports, never a weight: its settings record it
+    as ``recorded_as`` (default: ``default``) whatever it is."""
+    return field(default=default, metadata={
+        AFFECTS_RESULTS: False, RECORDED_AS: default if recorded_as is MISSING else recorded_as})
 
 
 @dataclass
@@ -42,40 +59,45 @@ class TrainConfig:
     ``torchrun`` each of N processes takes ``batch_size / N``.
     """
 
-    model: str = "refinenet"
-    backbone: str = "resnet18"
-    num_classes: int | None = None  # None: the dataset's own number of classes
-    model_options: dict = field(default_factory=dict)
-    pretrained_backbone: bool | str = False  # False, "imagenet", "glyphs" or a file
-    dataset: str = "shapes"  # shapes, voc, pets, hf:NAME_OR_PATH or a folder
-    data_options: dict = field(default_factory=dict)
-    val_split: str = "val"
-    test_split: str = "test"
-    crop: int = 128
-    scale: tuple[float, float] = (0.5, 2.0)  # random scale range of the training augmentation
-    batch_size: int = 8
-    epochs: int = 10
-    steps: int | None = None
-    time_budget_s: float | None = None
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    backbone_lr_mult: float = 1.0
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    poly_power: float = 0.9
-    warmup_steps: int = 0  # the learning rate rises linearly over these first steps
-    freeze_bn: bool = False
-    sync_bn: bool = False  # SyncBatchNorm across the processes of a distributed run
-    amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
-    channels_last: bool = True
-    compile: bool = False  # torch.compile the training forward: faster GPU steps after a warm-up
-    eval_every: int = 1  # epochs between evaluations on val_split; 0 = only at the end
-    eval_every_steps: int = 0  # steps between evaluations (learning curves); 0 = none
-    save_every_steps: int = 0  # checkpoints between epochs, every N steps (0 = at epochs only)
-    save_every_minutes: float = 0.0  # ... or every N minutes of training
-    seed: int = 0  # initial weights, data order, augmentation and dropout
-    num_workers: int = 0
-    device: str = "auto"
+    # Every field says whether it changes what the run computes (_result) or only how it runs
+    # and reports (_operational): a run resumes, or is reused, only into the same results.
+    model: str = _result("refinenet")
+    backbone: str = _result("resnet18")
+    num_classes: int | None = _result(None)  # None: the dataset's own number of classes
+    model_options: dict = _result(factory=dict)
+    pretrained_backbone: bool | str = _result(False)  # False, "imagenet", "glyphs" or a file
+    # shapes, voc, pets, hf:NAME_OR_PATH or a folder; None: none known (converted weights)
+    dataset: str | None = _result("shapes")
+    data_options: dict = _result(factory=dict)
+    val_split: str = _result("val")
+    test_split: str = _result("test")
+    crop: int = _result(128)
+    scale: tuple[float, float] = _result((0.5, 2.0))  # random scale range of the augmentation
+    batch_size: int = _result(8)
+    epochs: int = _result(10)
+    steps: int | None = _result(None)
+    time_budget_s: float | None = _result(None)
+    optimizer: str = _result("adamw")
+    lr: float = _result(1e-3)
+    backbone_lr_mult: float = _result(1.0)
+    weight_decay: float = _result(1e-4)
+    momentum: float = _result(0.9)
+    poly_power: float = _result(0.9)
+    warmup_steps: int = _result(0)  # the learning rate rises linearly over these first steps
+    freeze_bn: bool = _result(False)
+    sync_bn: bool = _result(False)  # SyncBatchNorm across the processes of a distributed run
+    amp: str = _result("auto")  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    channels_last: bool = _result(True)
+    compile: bool = _operational(False)  # torch.compile the training forward (GPU: faster)
+    # epochs between evaluations on val_split, 0 = only at the end; recorded as 0, as the
+    # checkpoints and kept records written so far hold it
+    eval_every: int = _operational(1, recorded_as=0)
+    eval_every_steps: int = _operational(0)  # steps between evaluations (curves); 0 = none
+    save_every_steps: int = _operational(0)  # checkpoints every N steps (0 = at epochs only)
+    save_every_minutes: float = _operational(0.0)  # ... or every N minutes of training
+    seed: int = _result(0)  # initial weights, data order, augmentation and dropout
+    num_workers: int = _operational(0)
+    device: str = _operational("auto")
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -128,9 +150,7 @@ class TrainConfig:
         known = [f.name for f in fields(cls)]
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown training options [{key!r}].{hint} "
+                raise ValueError(f"unknown training options [{key!r}].{did_you_mean(key, known)} "
                                  f"Known: {', '.join(known)}")
         return cls(**data)
 
@@ -188,7 +208,7 @@ _COURSE = TrainConfig(
     eval_every=0)
 PRESETS: dict[str, TrainConfig] = {
     # The course on 2 CPU cores: ResNet-18 pretrained on Glyphs, a 64-wide decoder (a 256-wide
-    # one runs 5.3x slower per step, DESIGN §9), 128x128 Shapes; 200 steps (0.8 epoch) per
+    # one runs 5.3x slower per step: docs/design.md), 128x128 Shapes; 200 steps (0.8 epoch) per
     # model, so that `rnlib compare` trains and measures four models in under 5 minutes.
     "cpu-quick": replace(_COURSE, steps=200),
     # The course's reference (benchmarks/reference.py): the same task for 1000 steps (at 500,

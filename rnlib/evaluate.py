@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .blocks import resize
-from .data.transforms import IGNORE_INDEX
+from .constants import IGNORE_INDEX
 from .metrics import BoundaryFScore, ConfusionMatrix
 
 __all__ = ["EvalResult", "predict", "evaluate"]

@@ -55,9 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from . import checks
+from .seeding import seeded
 
 if TYPE_CHECKING:
     from .grading.runner import Limits
@@ -86,8 +85,7 @@ def _check_cascade(fn: Callable, *, seed: int | None = None) -> None:
     """Exercise 6.2 is checked on the decoder that notebook 06 builds."""
     from .models.refinenet import RefineNetDecoder
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(checks.DEFAULT_SEED if seed is None else seed)
+    with seeded(checks.DEFAULT_SEED if seed is None else seed):
         decoder = RefineNetDecoder((64, 128, 256, 512), num_classes=5, widths=(64, 32))
     checks.check_decoder(fn, decoder, seed=seed)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .data.transforms import IGNORE_INDEX
+from .constants import IGNORE_INDEX
 
 __all__ = ["ConfusionMatrix", "BoundaryFScore", "boundaries"]
 
@@ -46,9 +46,6 @@ class ConfusionMatrix:
                              f"{self.ignore_index})")
         k = self.num_classes
         self.matrix += torch.bincount(target * k + pred, minlength=k * k).view(k, k)
-
-    def reset(self) -> None:
-        self.matrix.zero_()
 
     def iou(self) -> torch.Tensor:
         """Per-class IoU = TP / (TP + FP + FN); NaN for a class absent from both."""

@@ -22,7 +22,6 @@ import itertools
 import json
 import math
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -41,6 +40,8 @@ from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings, sa
 from .config import PRESETS, TrainConfig, plain
 from .data import IGNORE_INDEX, DataError, pad_collate
 from .evaluate import EvalResult, evaluate
+from .folders import check_writable
+from .history import History
 from .optim import (
     Schedule,
     amp_dtype,
@@ -84,6 +85,73 @@ class _Resumable(Sampler):
         return len(self.sampler) - self.skip
 
 
+def _batch_norm(model: nn.Module, config: TrainConfig, runtime: Runtime) -> nn.Module:
+    """``model`` with batch norm as the config asks: frozen, or synchronised across GPUs."""
+    if config.freeze_bn:
+        freeze_batchnorm(model)
+    if config.sync_bn and runtime.distributed:
+        if runtime.device.type != "cuda":
+            raise ValueError("sync_bn needs GPUs (SyncBatchNorm does not run on CPUs); "
+                             "freeze batch norm instead (freeze_bn)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, but for batch norm layers that the config freezes."""
+    model.train()
+    if freeze_bn:
+        freeze_batchnorm(model)
+
+
+def _wrap(model: nn.Module, runtime: Runtime, compile: bool) -> nn.Module:
+    """What training steps call: the model, in DistributedDataParallel across processes,
+    compiled on request. The Trainer's ``model`` stays the plain module (the weights are
+    shared), so checkpoints and evaluation depend on neither."""
+    if runtime.distributed:
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(model) if compile else model
+
+
+def _process_batch(batch: int, world: int, samples: int) -> int:
+    """Each process's share of the global batch, checked against the training set's size."""
+    if batch % world:
+        raise ValueError(f"batch_size {batch} does not divide among {world} processes; "
+                         f"use a multiple of {world}")
+    per_process = batch // world
+    if samples // world < per_process:
+        raise ValueError(f"the training set has {samples} samples, fewer than "
+                         f"one batch of {batch}; lower batch_size or add data")
+    return per_process
+
+
+class _EpochBatches:
+    """One process's training batches, epoch after epoch: its share of a shuffle drawn from
+    ``(seed, epoch)`` (DistributedSampler), whole batches only."""
+
+    def __init__(self, data: SeededSamples, batch: int, runtime: Runtime,
+                 config: TrainConfig) -> None:
+        self.data, self.batch = data, batch
+        self.sampler = DistributedSampler(data, runtime.world_size, runtime.rank, shuffle=True,
+                                          seed=config.seed, drop_last=True)
+        self.loader = DataLoader(data, batch, sampler=_Resumable(self.sampler), drop_last=True,
+                                 num_workers=config.num_workers,
+                                 pin_memory=runtime.device.type == "cuda")
+        self.steps_per_epoch = len(self.sampler) // batch
+
+    def from_step(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches from ``step`` on; an epoch resumed in its middle skips what it already
+        trained on."""
+        epoch, done = divmod(step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch)
+            self.data.set_epoch(epoch)
+            self.loader.sampler.skip = done * self.batch
+            yield from self.loader
+            epoch, done = epoch + 1, 0
+
+
 class Trainer:
     """Trains ``model`` on ``train_set``, evaluates on ``val_set``, checkpoints into ``out_dir``.
 
@@ -102,24 +170,13 @@ class Trainer:
         self.runtime = Runtime.start(config.device)
         self.device, self.progress = self.runtime.device, progress and self.runtime.is_main
         self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-        if config.freeze_bn:
-            freeze_batchnorm(model)
-        if config.sync_bn and self.runtime.distributed:
-            if self.device.type != "cuda":
-                raise ValueError("sync_bn needs GPUs (SyncBatchNorm does not run on CPUs); "
-                                 "freeze batch norm instead (freeze_bn)")
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device, memory_format=self.memory_format)
-        self.forward = self._wrap(self.model)
+        self.model = _batch_norm(model, config, self.runtime).to(
+            self.device, memory_format=self.memory_format)
+        self.forward = _wrap(self.model, self.runtime, config.compile)
         self.train_set, self.val_set = SeededSamples(train_set, config.seed), val_set
-        self.batch = self._process_batch()
-        self.sampler = DistributedSampler(self.train_set, self.runtime.world_size,
-                                          self.runtime.rank, shuffle=True, seed=config.seed,
-                                          drop_last=True)
-        self.loader = DataLoader(self.train_set, self.batch, sampler=_Resumable(self.sampler),
-                                 drop_last=True, num_workers=config.num_workers,
-                                 pin_memory=self.device.type == "cuda")
-        self.steps_per_epoch = len(self.sampler) // self.batch
+        self.batch = _process_batch(config.batch_size, self.runtime.world_size, len(train_set))
+        self.batches = _EpochBatches(self.train_set, self.batch, self.runtime, config)
+        self.steps_per_epoch = self.batches.steps_per_epoch
         self.amp_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
@@ -129,33 +186,12 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, lambda: self.budget.total_steps,
                                          schedule, config.poly_power, config.warmup_steps)
         self.step, self.train_seconds = 0, 0.0
-        self.history: dict[str, list] = {}
+        self.history = History()
         self._saved_at = time.monotonic()
         self._saved_step: int | None = None  # the step that out_dir's checkpoint holds
         self._signals: StopSignals | None = None  # while fit runs
         self._updating = False  # inside the optimizer's update: the weights are not whole
         self.data_fingerprint = _fingerprint(train_set)
-
-    # -- set-up ------------------------------------------------------------------------------
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        """What training steps call: the model, in DistributedDataParallel across processes,
-        compiled on request. ``self.model`` stays the plain module (the weights are shared), so
-        checkpoints and evaluation depend on neither."""
-        if self.runtime.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=ids)
-        return torch.compile(model) if self.config.compile else model
-
-    def _process_batch(self) -> int:
-        world, batch = self.runtime.world_size, self.config.batch_size
-        if batch % world:
-            raise ValueError(f"batch_size {batch} does not divide among {world} processes; "
-                             f"use a multiple of {world}")
-        per_process = batch // world
-        if len(self.train_set) // world < per_process:
-            raise ValueError(f"the training set has {len(self.train_set)} samples, fewer than "
-                             f"one batch of {batch}; lower batch_size or add data")
-        return per_process
 
     @property
     def epoch(self) -> int:
@@ -167,7 +203,7 @@ class Trainer:
         return self.budget.total_steps
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, resume: bool = False, overwrite: bool = True) -> dict[str, list]:
+    def fit(self, resume: bool = False, overwrite: bool = True) -> History:
         """Train to the planned number of steps; returns the history.
 
         ``out_dir`` is locked for the run (:class:`rnlib.rundir.RunLock`). With ``resume`` the
@@ -178,10 +214,10 @@ class Trainer:
             self._begin(resume, overwrite)
             return self._loop()
 
-    def _loop(self) -> dict[str, list]:
+    def _loop(self) -> History:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", leave=False,
                    disable=None if self.progress else True)  # None: off without a terminal
-        batches, signals = self._batches(), StopSignals()
+        batches, signals = self.batches.from_step(self.step), StopSignals()
         try:
             with signals:
                 self._signals = signals
@@ -199,12 +235,12 @@ class Trainer:
                         raise TrainingInterrupted(self._stopped("interrupted"),
                                                   signals.requested or signal.SIGINT)
         except (TrainingInterrupted, NonFiniteLossError, DataError):
-            if self._weights_finite():
+            if _finite(self.model):
                 self.save()  # the weights are those of the last whole step
             raise
         except KeyboardInterrupt:  # a second signal, or a Ctrl-C no handler caught
             number = signals.requested or signal.SIGINT
-            if self._updating or not self._weights_finite():
+            if self._updating or not _finite(self.model):
                 raise TrainingInterrupted(self._kept(f"interrupted inside step {self.step + 1}"),
                                           number) from None
             self.save()
@@ -217,15 +253,10 @@ class Trainer:
     def _begin(self, resume: bool, overwrite: bool) -> None:
         restore = start_rule(self.out_dir, resume, overwrite)
         if self.runtime.is_main:
-            try:  # a file of a unique name, removed on close: the folder takes files
-                with tempfile.TemporaryFile(dir=self.out_dir):
-                    pass
-            except OSError as err:
-                raise OSError(f"cannot write checkpoints to {self.out_dir}: {err.strerror}; "
-                              f"choose another output folder") from err
+            check_writable(self.out_dir, "checkpoints", "choose another output folder")
             if not restore:
                 back_up(self.out_dir)
-            check_free_space(self.out_dir, self.checkpoint_bytes())
+            check_free_space(self.out_dir, _checkpoint_bytes(self.model))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN picks its fastest
         if restore:
@@ -233,39 +264,11 @@ class Trainer:
         elif self.budget.timed:
             self.budget.plan(self.seconds_per_step())
 
-    def checkpoint_bytes(self) -> int:
-        """About the size of this run's checkpoint: the weights and buffers, the optimizer's
-        state (two values a weight at most: AdamW's moments), and 1 MiB for the rest."""
-        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
-        return 3 * weights + buffers + 2**20
-
-    def _weights_finite(self) -> bool:
-        """Whether every weight and buffer is finite (one check, one synchronisation)."""
-        tensors = [t for t in itertools.chain(self.model.parameters(), self.model.buffers())
-                   if t.is_floating_point()]
-        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches from the current step on, epoch after epoch; an epoch resumed in its middle
-        skips what it already trained on."""
-        while True:
-            epoch, done = divmod(self.step, self.steps_per_epoch)
-            self.sampler.set_epoch(epoch)
-            self.train_set.set_epoch(epoch)
-            self.loader.sampler.skip = done * self.batch
-            yield from self.loader
-
-    def _train_mode(self) -> None:
-        self.model.train()
-        if self.config.freeze_bn:
-            freeze_batchnorm(self.model)
-
     def _train_step(self, images: torch.Tensor, masks: torch.Tensor,
                     stop_requested: bool = False) -> tuple[float, bool]:
         """One optimizer step; returns the loss averaged over processes, and whether any
         process was asked to stop (all then stop after this same step)."""
-        self._train_mode()
+        _train_mode(self.model, self.config.freeze_bn)
         torch.manual_seed(derive_seed(self.config.seed, DROPOUT, self.step, self.runtime.rank))
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         masks = masks.to(self.device, non_blocking=True)
@@ -300,7 +303,7 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self._updating = False
-        if not self._weights_finite():  # e.g. a NaN momentum: the loss is still finite
+        if not _finite(self.model):  # e.g. a NaN momentum: the loss is still finite
             raise NonFiniteLossError(self._kept(
                 f"the weights became NaN or infinite in step {self.step + 1}") + (
                 f". Train again with a lower learning rate (now {self.config.lr}) or other "
@@ -320,7 +323,7 @@ class Trainer:
 
     def _after_step(self, loss: float, bar: tqdm) -> None:
         """Record the step; re-plan a timed run; close an epoch; evaluate and save when due."""
-        self.history.setdefault("step_loss", []).append(loss)
+        self.history.step_loss.append(loss)
         if self.budget.observe(self.step, self.train_seconds):
             bar.total = self.total_steps
         bar.update()
@@ -328,32 +331,16 @@ class Trainer:
         c, last = self.config, self.step >= self.total_steps
         epoch_end = self.step % self.steps_per_epoch == 0
         if epoch_end or last:
-            self._record_epoch()
+            self.history.record_epoch(self.step, self.steps_per_epoch,
+                                      self.optimizer.param_groups[0]["lr"], self.train_seconds)
         if self.val_set is not None and (
                 last or (c.eval_every_steps and self.step % c.eval_every_steps == 0)
                 or (epoch_end and c.eval_every and self.epoch % c.eval_every == 0)):
-            self._record_evaluation()
+            self.history.record_evaluation(self.step, self.train_seconds, self.evaluate())
         minutes = (time.monotonic() - self._saved_at) / 60
         if epoch_end or last or (c.save_every_steps and self.step % c.save_every_steps == 0) \
                 or (c.save_every_minutes and minutes >= c.save_every_minutes):
             self.save()
-
-    def _record_epoch(self) -> None:
-        since = self.history["step"][-1] if self.history.get("step") else 0
-        losses = self.history["step_loss"][since:self.step]
-        record = {"epoch": self.step / self.steps_per_epoch, "step": self.step,
-                  "train_loss": sum(losses) / len(losses),
-                  "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": self.train_seconds}
-        for key, value in record.items():
-            self.history.setdefault(key, []).append(value)
-
-    def _record_evaluation(self) -> None:
-        result = self.evaluate()
-        record = {"eval_step": self.step, "eval_elapsed_s": self.train_seconds,
-                  "val_miou": result.miou, "val_pixel_accuracy": result.pixel_accuracy,
-                  "val_boundary_f": result.boundary_f, "val_iou": result.iou}
-        for key, value in record.items():
-            self.history.setdefault(key, []).append(value)
 
     def evaluate(self, dataset: Dataset | None = None) -> EvalResult:
         """Metrics of the current model on ``dataset`` (default: the validation set); under
@@ -392,7 +379,7 @@ class Trainer:
         self._saved_at = time.monotonic()
         if not self.runtime.is_main:
             return
-        if not self._weights_finite():
+        if not _finite(self.model):
             raise NonFiniteLossError(self._kept(f"the weights at step {self.step} are NaN or "
                                                 f"infinite and were not saved"))
         try:
@@ -400,12 +387,13 @@ class Trainer:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
-                "train_seconds": self.train_seconds, "history": self.history,
+                "train_seconds": self.train_seconds, "history": self.history.to_dict(),
                 "config": plain(asdict(self.config)), "settings": run_settings(self.config),
                 "data": self.data_fingerprint,
             }, self.out_dir / CHECKPOINT)
             self._saved_step = self.step
-            write_text_atomic(self.out_dir / HISTORY, json.dumps(self.history, indent=1))
+            write_text_atomic(self.out_dir / HISTORY, json.dumps(self.history.to_dict(),
+                                                                 indent=1))
         except OSError as err:
             raise save_failure(err, self.out_dir, self._saved_step) from err
 
@@ -425,8 +413,24 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.train_seconds = state["step"], state["train_seconds"]
-        self.history, self._saved_step = state["history"], state["step"]
+        self.history = History.from_dict(state["history"])
+        self._saved_step = state["step"]
 
+
+
+def _checkpoint_bytes(model: nn.Module) -> int:
+    """About the size of a run's checkpoint: the weights and buffers, the optimizer's state
+    (two values a weight at most: AdamW's moments), and 1 MiB for the rest."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return 3 * weights + buffers + 2**20
+
+
+def _finite(model: nn.Module) -> bool:
+    """Whether every weight and buffer is finite (one check, one synchronisation)."""
+    tensors = [t for t in itertools.chain(model.parameters(), model.buffers())
+               if t.is_floating_point()]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def _fingerprint(dataset: Dataset) -> str | None:

@@ -3,14 +3,16 @@ comparison as a plot. Every function returns its matplotlib Figure."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .constants import IGNORE_INDEX
 from .data.synthetic import PALETTE
-from .data.transforms import IGNORE_INDEX, denormalize
+from .data.transforms import denormalize
+from .history import History
 
 __all__ = ["colorize", "overlay", "show_predictions", "plot_history", "plot_comparison",
            "plot_curves"]
@@ -59,19 +61,20 @@ def show_predictions(images: torch.Tensor, masks: torch.Tensor,
     return fig
 
 
-def plot_history(histories: dict[str, dict[str, list[float]]]) -> plt.Figure:
-    """Training loss and validation mIoU against steps, one line per run."""
+def plot_history(histories: Mapping[str, History | Mapping[str, list]]) -> plt.Figure:
+    """Training loss and validation mIoU against steps, one line per run (a Trainer's
+    ``history``, or the plain data of a history.json)."""
     fig, (loss_ax, miou_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
     for name, h in histories.items():
-        if "step_loss" in h:  # every step, smoothed over 10
-            loss = torch.tensor(h["step_loss"])
+        h = h if isinstance(h, History) else History.from_dict(h)
+        if h.step_loss:  # every step, smoothed over 10
+            loss = torch.tensor(h.step_loss)
             smooth = loss.unfold(0, 10, 1).mean(1) if len(loss) >= 10 else loss
             loss_ax.plot(range(len(loss) - len(smooth) + 1, len(loss) + 1), smooth, label=name)
         else:
-            loss_ax.plot(h["step"], h["train_loss"], marker="o", label=name)
-        if "val_miou" in h:
-            miou_ax.plot(h["eval_step"], [100 * v for v in h["val_miou"]], marker="o",
-                         label=name)
+            loss_ax.plot(h.step, h.train_loss, marker="o", label=name)
+        if h.val_miou:
+            miou_ax.plot(h.eval_step, [100 * v for v in h.val_miou], marker="o", label=name)
     loss_ax.set(xlabel="step", ylabel="training loss")
     miou_ax.set(xlabel="step", ylabel="validation mIoU (%)")
     loss_ax.legend(fontsize=8)

@@ -114,6 +114,25 @@ def test_train_then_eval_then_resume(tmp_path, capsys):
     assert "for 2 steps" in capsys.readouterr().out
 
 
+def test_every_run_flag_sets_the_config_field_its_table_names(capsys):
+    import yaml
+
+    from rnlib.cli.options import RUN_FLAGS
+
+    values = {"int": "3", "float": "2.5"}
+    argv, expected = ["train", "--print-config"], {}
+    for _, flag, field, options in RUN_FLAGS:
+        if field in ("dataset", "model", "backbone", "pretrained_backbone", "device"):
+            continue  # names checked against what exists: their own tests
+        if field:
+            kind = getattr(options.get("type"), "__name__", "int")
+            argv += [flag] if options.get("action") else [flag, values[kind]]
+            expected[field] = True if options.get("action") else float(values[kind])
+    main(argv)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert {k: config[k] for k in expected} == expected
+
+
 def test_print_config_round_trips_through_yaml_and_toml(tmp_path, capsys):
     main(["train", "--model", "refinenet-2cascade", "--model-option", "crp_blocks=2",
           "--model-option", "widths=32,32", "--lr", "3e-4", "--print-config"])
@@ -235,6 +254,21 @@ def test_data_prepares_shapes_and_names_classes(tmp_path, folder, capsys):
     main(["data", str(folder), "--splits", "train", "val", "test"])
     out = capsys.readouterr().out
     assert "10 samples" in out and out.count("1 samples") == 2 and "sky, road, car" in out
+
+
+def test_data_shapes_writes_the_very_splits_that_training_reads(tmp_path, capsys):
+    from rnlib.config import TrainConfig
+    from rnlib.runs import make_source
+
+    main(["data", "shapes", "--count", "700", "--size", "16", "--splits", "train", "val", "test",
+          "--data-dir", str(tmp_path)])
+    written = sorted(p.name for p in (tmp_path / "shapes").iterdir())
+    config = TrainConfig(data_options={"count": 700, "size": 16, "root": str(tmp_path)})
+    read = sorted(make_source(config, s).name.removeprefix("shapes/")
+                  for s in ("train", "val", "test"))
+    assert written == read, (written, read)
+    assert "val-70-16px-seed0" in written  # a tenth of the training images
+    assert capsys.readouterr().out.count("70 samples") == 2
 
 
 def test_ctrl_c_ends_with_one_line_a_checkpoint_and_status_130(tmp_path):

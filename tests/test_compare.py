@@ -20,6 +20,7 @@ from rnlib.compare import (
     swing,
 )
 from rnlib.config import PRESETS, with_model
+from rnlib.history import History
 from rnlib.runs import make_model
 
 
@@ -138,14 +139,14 @@ def test_time_table_is_slowest_first(tiny, tmp_path):
 
 
 def test_plateau_is_the_trend_of_the_seeds_mean_over_the_last_fifth_and_swing_its_jumps():
-    history = {"eval_step": [10, 50, 80, 90, 100], "val_miou": [0.1, 0.5, 0.58, 0.55, 0.585]}
+    history = History(eval_step=[10, 50, 80, 90, 100], val_miou=[0.1, 0.5, 0.58, 0.55, 0.585])
     assert plateau([history]) == pytest.approx(0.005)  # 80, 90 and 100 are in the last 20%
     assert swing([history]) == pytest.approx(0.035)  # the dip at 90
-    falling = {"eval_step": [10, 50, 80, 90, 100], "val_miou": [0.1, 0.5, 0.62, 0.61, 0.6]}
+    falling = History(eval_step=[10, 50, 80, 90, 100], val_miou=[0.1, 0.5, 0.62, 0.61, 0.6])
     assert plateau([falling]) == pytest.approx(-0.02)
     assert plateau([history, falling]) == pytest.approx(-0.0075)  # the mean of the seeds
     assert swing([history, falling]) == pytest.approx(0.0125)  # means 0.6, 0.58, 0.5925
-    for none in ([{"eval_step": [100], "val_miou": [0.5]}], [{}]):
+    for none in ([History(eval_step=[100], val_miou=[0.5])], [History()]):
         assert plateau(none) is None and swing(none) is None
 
 
@@ -175,7 +176,7 @@ def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.iou_per_seed) == 3
         assert set(r.lr_search) == {"0.0003", "0.001"}
         assert r.lr == max((3e-4, 1e-3), key=lambda lr: r.lr_search[f"{lr:g}"])
-        curves = [{"eval_step": c["step"], "val_miou": c["miou"]} for c in r.curves]
+        curves = [History(eval_step=c["step"], val_miou=c["miou"]) for c in r.curves]
         assert r.plateau == pytest.approx(plateau(curves))
         assert r.swing == pytest.approx(swing(curves)) and r.swing >= abs(r.plateau)
         assert r.steps == 1000, r.name  # the reference preset: 4 epochs of 250 steps

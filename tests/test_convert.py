@@ -237,6 +237,17 @@ def test_convert_checkpoint_writes_what_rnlib_loads(tmp_path):
     assert torch.equal(loaded.backbone.layer2[1].conv2.weight, model.backbone.layer2[1].conv2.weight)
 
 
+def test_weights_of_a_dataset_rnlib_does_not_load_name_no_dataset(tmp_path):
+    from rnlib.cli import main
+
+    src, dst = tmp_path / "lw50_nyu.pth", tmp_path / "lw50.pt"
+    torch.save(known_state("lw-50", 5), src)
+    convert_checkpoint(src, dst)
+    assert torch.load(dst, weights_only=True)["config"]["dataset"] is None
+    with pytest.raises(SystemExit, match="no dataset is named.*pass --dataset"):
+        main(["eval", str(dst)])  # not a folder dataset in the current directory
+
+
 def test_the_convert_command_prints_one_line(tmp_path, capsys):
     src, dst = tmp_path / "rf101.pth", tmp_path / "rf101.pt"
     torch.save(known_state("refinenet-101", 5), src)

@@ -35,7 +35,7 @@ def _on_meta(name, backbone, **kw):
         return rnlib.build_model(name, num_classes=21, backbone=backbone, **kw)
 
 
-# Counted on the authors' released PyTorch code with 21 classes (DESIGN §3). We follow its
+# Counted on the authors' released PyTorch code with 21 classes (docs/design.md). We follow its
 # layout exactly (bias only on each RCU's first conv, 4 CRP blocks, 3 output RCUs), so the
 # counts agree to the parameter: the tolerance is the rounding of the published figure.
 @pytest.mark.parametrize("name,backbone,millions", [
@@ -50,7 +50,7 @@ def test_parameter_counts_match_the_papers(name, backbone, millions):
 
 
 # Light-Weight RefineNet's "33/52/71 GFLOPs at 625x468" are MACs at 512x512. The authors' code
-# under torch.utils.flop_counter gives 36.6/59.3/81.9 GMACs at 625x468 (DESIGN §3); ours agree
+# under torch.utils.flop_counter gives 36.6/59.3/81.9 GMACs at 625x468 (docs/design.md); ours agree
 # to 0.1 GMAC (rounding). At 512x512 the published figures are rounded up from 32.0/51.4/70.8,
 # so they are met within 3.5% (32.0 vs 33 is the largest gap).
 @pytest.mark.parametrize("backbone,gmacs_625x468,published", [
@@ -175,3 +175,28 @@ def test_zero_residual_init_makes_every_block_start_as_the_identity():
     for block in model.decoder.blocks:
         x = torch.randn(1, block.out_channels, 6, 7)
         assert torch.equal(block.out(x), x) and torch.equal(block.pool(x), torch.relu(x))
+
+
+def test_did_you_mean_names_the_closest_choice_or_nothing():
+    from rnlib.suggest import did_you_mean
+
+    assert did_you_mean("resnet51", ["resnet18", "resnet50"]) == " Did you mean 'resnet50'?"
+    assert did_you_mean("xyz", ["resnet18", "resnet50"]) == ""
+
+
+def test_the_pretrained_weights_are_checked_once_per_model_built(monkeypatch):
+    import rnlib.backbones
+    import rnlib.models.registry
+    import rnlib.weights
+
+    calls, check = [], rnlib.weights.check_pretrained
+
+    def counting(spec, backbone):
+        calls.append((spec, backbone))
+        return check(spec, backbone)
+
+    for module in (rnlib.weights, rnlib.backbones, rnlib.models.registry):
+        monkeypatch.setattr(module, "check_pretrained", counting)
+    rnlib.build_model("refinenet-2scale", num_classes=3, backbone="resnet18",
+                      pretrained_backbone="glyphs")  # two backbones, one model
+    assert calls == [("glyphs", "resnet18")]

@@ -370,3 +370,19 @@ def test_warm_up_rises_linearly_then_follows_the_schedule(data, tmp_path):
         trainer.scheduler.step()
     poly = [0.1 * (1 - k / 8) ** 0.9 for k in range(8)]
     assert lrs == pytest.approx([p * min(1, (k + 1) / 4) for k, p in enumerate(poly)])
+
+
+def test_every_config_field_says_whether_it_affects_results():
+    from dataclasses import fields
+
+    from rnlib.checkpoint import run_settings
+    from rnlib.config import AFFECTS_RESULTS, TrainConfig
+
+    assert all(AFFECTS_RESULTS in f.metadata for f in fields(TrainConfig))
+    base = TrainConfig(num_classes=5)
+    how = dict(device="cpu", compile=True, num_workers=2, eval_every=3, eval_every_steps=7,
+               save_every_steps=5, save_every_minutes=1.5)
+    assert run_settings(replace(base, **how)) == run_settings(base)
+    assert run_settings(base)["eval_every"] == 0  # as the checkpoints written so far hold it
+    for name, value in dict(lr=0.5, seed=1, crop=96, channels_last=False).items():
+        assert run_settings(replace(base, **{name: value})) != run_settings(base), name

@@ -40,6 +40,17 @@ def test_weights_from_a_file(tmp_path):
         rnlib.build_model("fcn32s", num_classes=3, backbone="resnet18",
                           pretrained_backbone=str(tmp_path / "other.pt"))
 
+    (tmp_path / "half.pt").write_bytes(b"half a file")
+    with pytest.raises(ValueError, match=r"cannot read the backbone weights .*half.pt.*damaged"
+                                         r".*state_dict"):
+        rnlib.build_model("fcn32s", num_classes=3, backbone="resnet18",
+                          pretrained_backbone=str(tmp_path / "half.pt"))
+    torch.save({"conv1.weight": torch.zeros(1), "note": object()}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match=r"Python objects besides tensors \(object\)"
+                                         r".*weights_only=False"):
+        rnlib.build_model("fcn32s", num_classes=3, backbone="resnet18",
+                          pretrained_backbone=str(tmp_path / "pickled.pt"))
+
 
 @pytest.mark.parametrize("spec,backbone,words", [
     ("glyphs", "resnet50", "are for resnet18, not resnet50"),

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import add_run_options, machine, run_config, write_text
+from ..folders import check_writable
+from .options import add_run_options, run_config, write_text
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -15,6 +16,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     from .. import viz
     from ..compare import ABLATIONS, BASELINES, compare, format_rows, rows_as_dicts
+    from ..tables import made_by
 
     config = run_config(args)
     entries = {"baselines": BASELINES, "ablations": ABLATIONS,
@@ -22,16 +24,14 @@ def _compare(args: argparse.Namespace) -> None:
     name = args.name or {"baselines": "comparison", "ablations": "ablation"}.get(
         args.contenders, "comparison-all")
     out = Path(args.out)
-    for folder, option in ((out, "--out"), (args.keep and Path(args.keep), "--keep")):
-        if folder:  # a probe: fail now, not after minutes of training, and overwrite nothing
-            write_text(folder / ".write-test", "", announce=False, option=option)
-            (folder / ".write-test").unlink()
+    for folder, option in ((out, "--out"), (args.keep, "--keep")):
+        if folder:
+            check_writable(folder, "results", f"choose another {option}")
     rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
                    lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
                    kept=args.keep)
     command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
-    text = (f"# {name} ({args.preset})\n\nMade by `{command}` on {machine()}.\n\n"
-            f"{format_rows(rows, config)}")
+    text = f"# {name} ({args.preset})\n\n{made_by(command)}\n\n{format_rows(rows, config)}"
     print(text)
     write_text(out / f"{name}.md", text)
     write_text(out / f"{name}.json", json.dumps(rows_as_dicts(rows), indent=1))

@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..data.sources import SHAPES_COUNT
+
 
 def _data(args: argparse.Namespace) -> None:
-    from ..data.sources import load_source
+    from ..data.sources import load_source, shapes_count
 
     options: dict = {"root": args.data_dir} if args.data_dir else {}
     if args.name == "shapes":
-        options.update(count=args.count, size=args.size, seed=args.seed)
+        options.update(size=args.size, seed=args.seed)
     elif args.name in ("voc", "pets"):
         options["download"] = args.download
     for split in args.splits:
+        if args.name == "shapes":  # the very splits that training with --count reads
+            options["count"] = shapes_count(split, args.count)
         source = load_source(args.name, split, **options)
         classes = f"; classes: {', '.join(source.classes)}" if source.classes else ""
         print(f"{source.name}: {len(source)} samples{classes}")
@@ -43,7 +47,9 @@ def add_data_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("name", help="shapes, voc, pets, hf:NAME_OR_PATH or a folder")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--download", action="store_true", help="voc and pets: fetch if missing")
-    p.add_argument("--count", type=int, default=2000, help="shapes: training images")
+    p.add_argument("--count", type=int, default=SHAPES_COUNT,
+                   help="shapes: training images (val and test: a tenth, at least 64, as "
+                        "training reads them)")
     p.add_argument("--size", type=int, default=128, help="shapes: image side")
     p.add_argument("--seed", type=int, default=0, help="shapes: the dataset's seed")
     p.add_argument("--data-dir", help="default: $RNLIB_DATA_DIR, else the checkout's data/")

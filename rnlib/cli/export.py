@@ -5,26 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..export import (
-    FORMATS,
-    MIN_SIDE,
-    ONNX_OPSET,
-    TOLERANCE,
-    VERIFY_SIZES,
-    ExportError,
-    export_checkpoint,
-)
+from .. import export
 
 
 def _run_export_command(args: argparse.Namespace) -> None:
-    report = export_checkpoint(args.checkpoint, args.out, fmt=args.format, fold_bn=args.fold_bn,
-                               sizes=args.size or VERIFY_SIZES, min_side=args.min_side,
-                               tolerance=args.tolerance)
+    report = export.export_checkpoint(args.checkpoint, args.out, fmt=args.format,
+                                      fold_bn=args.fold_bn,
+                                      sizes=args.size or export.VERIFY_SIZES,
+                                      min_side=args.min_side, tolerance=args.tolerance)
     print(report.summary())
     if not report.ok:
-        raise ExportError(f"{report.exported.path} differs from the eager model by more than "
-                          f"{report.tolerance:g} of the logits' scale (see above); do not deploy "
-                          f"it as is: try the other --format, or export without --fold-bn")
+        raise export.ExportError(
+            f"{report.exported.path} differs from the eager model by more than "
+            f"{report.tolerance:g} of the logits' scale (see above); do not deploy it as is: "
+            f"try the other --format, or export without --fold-bn")
 
 
 def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,20 +30,20 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
         description="Export a checkpoint's model and check the file against the eager model "
                     "on random images of two sizes, printing the largest difference.")
     p.add_argument("checkpoint", help="a last.pt written by rnlib train")
-    p.add_argument("--format", required=True, choices=FORMATS,
+    p.add_argument("--format", required=True, choices=export.FORMATS,
                    help="pt2: torch.export program (torch.export.load); onnx: ONNX opset "
-                        f"{ONNX_OPSET} (needs onnx, onnxscript, onnxruntime)")
+                        f"{export.ONNX_OPSET} (needs onnx, onnxscript, onnxruntime)")
     p.add_argument("--fold-bn", action="store_true",
                    help="fold batch norm into the convolutions before exporting")
     p.add_argument("--out", help="the file to write (default: next to the checkpoint, "
                                  "with suffix .pt2 or .onnx)")
     p.add_argument("--size", type=int, nargs=2, action="append", metavar=("H", "W"),
                    help=f"a verification size, repeatable (default: "
-                        f"{' and '.join(f'{h} {w}' for h, w in VERIFY_SIZES)})")
+                        f"{' and '.join(f'{h} {w}' for h, w in export.VERIFY_SIZES)})")
     p.add_argument("--min-side", type=int, metavar="N",
-                   help=f"smallest height and width the file accepts (default: {MIN_SIDE}, "
+                   help=f"smallest height and width the file accepts (default: {export.MIN_SIDE}, "
                         f"raised when the model needs more)")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE,
+    p.add_argument("--tolerance", type=float, default=export.TOLERANCE,
                    help="largest accepted difference, relative to the largest eager logit "
                         "(default: %(default)g)")
     p.set_defaults(run=_run_export_command)

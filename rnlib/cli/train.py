@@ -22,7 +22,7 @@ def _train(args: argparse.Namespace) -> None:
     if trainer.runtime.is_main:
         h = trainer.history
         print(f"trained {config.model} for {trainer.step} steps; validation mIoU "
-              f"{100 * h['val_miou'][-1]:.1f}, boundary F {100 * h['val_boundary_f'][-1]:.1f}; "
+              f"{100 * h.val_miou[-1]:.1f}, boundary F {100 * h.val_boundary_f[-1]:.1f}; "
               f"checkpoint {Path(args.out) / 'last.pt'}")
 
 

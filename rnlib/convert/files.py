@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..safeload import load_safely
 from .architectures import ARCHITECTURES, architecture
 from .state_dict import convert_state_dict, guess_architecture, names, num_classes_of, unwrap
 from .table import key_table
@@ -59,7 +59,7 @@ def convert_checkpoint(src: str | os.PathLike | Mapping, dst: str | os.PathLike,
                            f"on {names(sorted(set(wanted.items()) ^ set(got.items())))}; "
                            f"please report this as a bug of rnlib")
     config = TrainConfig(model=spec.model, backbone=spec.backbone, num_classes=num_classes,
-                         dataset="voc" if num_classes == 21 else "", model_options={},
+                         dataset="voc" if num_classes == 21 else None, model_options={},
                          pretrained_backbone=False)
     filled = sum(1 for e in key_table(arch, num_classes) if e.authors not in state)
     provenance = {
@@ -82,29 +82,12 @@ def _read(source: str | os.PathLike | Mapping) -> Mapping:
     """A mapping as it is, or a file read without running any code from it."""
     if isinstance(source, Mapping):
         return source
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"no file at {path}; download the authors' weights yourself "
-                                "(rnlib.convert.RELEASES lists where) and pass the file's path")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # every failure to read becomes one clear message
-        text = " ".join(str(err).split())
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        if found:  # a pickle that imports something to call: it carries code
-            warning = re.search(r"Re-running `torch.load`.*?trusted source\.", text)
-            raise ValueError(
-                f"{path} carries code: Python objects besides tensors ({found.group(1)}), so "
-                f"rnlib did not unpickle it (torch.load(..., weights_only=True)). "
-                f"torch warns: {warning.group(0) if warning else 'unpickling it can run code'}"
-                f" If you trust this file, unpickle it yourself: state = "
-                f"torch.load({str(path)!r}, map_location='cpu', weights_only=False), then pass "
-                f"state to rnlib.convert.convert_checkpoint(state, 'model.pt') or "
-                f"load_authors_model(state)") from err
-        detail = str(err).split("WeightsUnpickler error:")[-1].split("Check the doc")[0]
-        detail = " ".join(detail.split())[:200] or type(err).__name__
-        raise ValueError(f"cannot read {path} ({detail}): it is damaged or not a PyTorch "
-                         f"file; download it again") from err
+    return load_safely(source, "weights file",
+                       missing="download the authors' weights yourself "
+                               "(rnlib.convert.RELEASES lists where) and pass the file's path",
+                       fix="download it again",
+                       if_trusted="pass state to rnlib.convert.convert_checkpoint(state, "
+                                  "'model.pt') or load_authors_model(state)")
 
 
 def _sha256(path: Path) -> str:

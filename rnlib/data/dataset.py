@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from ..constants import IGNORE_INDEX
 from .sources import DataError, Source
-from .transforms import IGNORE_INDEX
 
 __all__ = ["SegmentationDataset", "check_labels", "pad_collate"]
 

@@ -25,10 +25,12 @@ from .synthetic import CLASSES, PALETTE, ShapesConfig, make_samples
 
 __all__ = ["Source", "HFSource", "FileSource", "DataError", "shapes", "huggingface", "folder",
            "voc", "pets", "load_source", "data_dir", "dataset_options", "default_palette",
-           "SPLITS"]
+           "SPLITS", "held_out_size", "shapes_count"]
 
 DATA_ENV = "RNLIB_DATA_DIR"
 SPLITS = ("train", "val", "test")
+SHAPES_COUNT = 2000  # Shapes' training images unless a run says otherwise
+SHAPES_MIN_HELD_OUT = 64
 
 
 class DataError(ValueError):
@@ -72,10 +74,16 @@ class Source:
 
     classes: tuple[str, ...] = ()
     name: str = "dataset"
+    label_map: np.ndarray | None = None  # mask value -> class index, when they differ
+    _palette: tuple[tuple[int, int, int], ...] = ()  # the dataset's own colours, if any
+
+    def _describe_classes(self, classes: Sequence[str], label_map: np.ndarray | None,
+                          palette: Sequence[tuple[int, int, int]]) -> None:
+        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
 
     @property
     def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return default_palette(max(len(self.classes), 256))
+        return self._palette or default_palette(max(len(self.classes), 256))
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -124,6 +132,15 @@ def _labels(image: Image.Image, label_map: np.ndarray | None) -> np.ndarray:
     return label_map[labels] if label_map is not None else labels
 
 
+def hf_datasets():
+    """Hugging Face ``datasets``, imported where rnlib first uses it (it takes a second, and
+    loads pyarrow), with its progress bars off: one bar per shard clutters notebooks and logs."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets
+
+
 class HFSource(Source):
     """A Hugging Face ``datasets.Dataset`` with an image column and a mask column."""
 
@@ -135,20 +152,14 @@ class HFSource(Source):
                  mask_column: str | None = None, classes: Sequence[str] = (),
                  label_map: np.ndarray | None = None,
                  palette: Sequence[tuple[int, int, int]] = ()) -> None:
-        from datasets import Image as ImageFeature
-
         self.image_column = image_column or _pick(dataset.column_names, self.IMAGE_COLUMNS,
                                                   "image", name)
         self.mask_column = mask_column or _pick(dataset.column_names, self.MASK_COLUMNS,
                                                 "mask", name)
         for column in (self.image_column, self.mask_column):
-            dataset = dataset.cast_column(column, ImageFeature(decode=False))
+            dataset = dataset.cast_column(column, hf_datasets().Image(decode=False))
         self.dataset, self.name = dataset, name
-        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
-
-    @property
-    def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return self._palette or super().palette
+        self._describe_classes(classes, label_map, palette)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -183,11 +194,7 @@ class FileSource(Source):
                  classes: Sequence[str] = (), label_map: np.ndarray | None = None,
                  palette: Sequence[tuple[int, int, int]] = ()) -> None:
         self.images, self.masks, self.name = list(images), list(masks), name
-        self.classes, self.label_map, self._palette = tuple(classes), label_map, tuple(palette)
-
-    @property
-    def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return self._palette or super().palette
+        self._describe_classes(classes, label_map, palette)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -212,13 +219,24 @@ class FileSource(Source):
         return image, _labels(mask, self.label_map)
 
 
-def shapes(split: str = "train", *, count: int = 2000, size: int = 128, seed: int = 0,
+def held_out_size(n: int, minimum: int = 1) -> int:
+    """The size of each held-out split (val, test) beside ``n`` samples: a tenth of them, at
+    least ``minimum``. Every split rnlib makes itself follows it."""
+    return max(minimum, n // 10)
+
+
+def shapes_count(split: str, train_count: int = SHAPES_COUNT) -> int:
+    """Shapes' images in ``split`` of a run that trains on ``train_count``: val and test get a
+    tenth (:func:`held_out_size`), at least 64 so that their mIoU is not noise."""
+    return train_count if split == "train" else held_out_size(train_count, SHAPES_MIN_HELD_OUT)
+
+
+def shapes(split: str = "train", *, count: int = SHAPES_COUNT, size: int = 128, seed: int = 0,
            root: str | Path | None = None) -> HFSource:
     """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
     ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow). Splits use disjoint
-    image indices."""
-    import datasets
-
+    image indices; ``count`` is the split's own size (a run's: :func:`shapes_count`)."""
+    datasets = hf_datasets()
     offsets = {"train": 0, "val": 1_000_000, "test": 2_000_000}
     if split not in offsets:
         raise ValueError(f"Shapes has splits {', '.join(offsets)}, got {split!r}")
@@ -275,9 +293,8 @@ def _save(ds, path: Path) -> None:
 
 
 def _pool_split(n: int, split: str, what: str) -> list[int]:
-    """Indices of ``split`` in a pool of ``n`` samples that has no splits of its own: a fixed
-    shuffle, a tenth (at least one) for val, a tenth for test, the rest for train; ``all``
-    takes every sample."""
+    """Indices of ``split`` in a pool of ``n`` samples that has no splits of its own: 80/10/10
+    (:func:`_shuffled_split`); ``all`` takes every sample."""
     if split == "all":
         return list(range(n))
     if split not in SPLITS:
@@ -285,9 +302,16 @@ def _pool_split(n: int, split: str, what: str) -> list[int]:
     if n < 3:
         raise ValueError(f"{what} has {n} samples, too few to split into train, val and test; "
                          f"add images, or make train/ and val/ folders of your own")
+    return _shuffled_split(n, split, held_out=("val", "test"))
+
+
+def _shuffled_split(n: int, split: str, held_out: Sequence[str]) -> list[int]:
+    """Sorted indices of ``split`` among ``n`` samples after a fixed shuffle: each split of
+    ``held_out`` takes the next :func:`held_out_size` of them in turn, train the rest."""
     order = np.random.default_rng(0).permutation(n).tolist()
-    held = max(1, n // 10)
-    parts = {"val": order[:held], "test": order[held:2 * held], "train": order[2 * held:]}
+    held = held_out_size(n)
+    parts = {name: order[i * held:(i + 1) * held] for i, name in enumerate(held_out)}
+    parts["train"] = order[len(held_out) * held:]
     return sorted(parts[split])
 
 
@@ -296,8 +320,7 @@ def huggingface(name_or_path: str, split: str = "train", **columns) -> HFSource:
     ``save_to_disk``; ``columns`` may name ``image_column``, ``mask_column`` and ``classes``.
     A dataset without the split (``val`` is also looked up as ``validation``) is split
     80/10/10 (:func:`_pool_split`)."""
-    import datasets
-
+    datasets = hf_datasets()
     path = Path(name_or_path)
     ds = datasets.load_from_disk(str(path)) if path.exists() else datasets.load_dataset(
         name_or_path)
@@ -391,10 +414,7 @@ def pets(split: str = "train", *, root: str | Path | None = None,
     base = root / "oxford-iiit-pet"
     ids = [line.split()[0] for line in _read_ids(base / "annotations" / f"{listed}.txt", "Pet")]
     if split != "test":
-        order = np.random.default_rng(0).permutation(len(ids)).tolist()
-        held = max(1, len(ids) // 10)
-        chosen = order[:held] if split == "val" else order[held:]
-        ids = [ids[i] for i in sorted(chosen)]
+        ids = [ids[i] for i in _shuffled_split(len(ids), split, held_out=("val",))]
     trimap = np.full(256, 255, np.int64)
     trimap[1], trimap[2] = 1, 0  # 1 = pet, 2 = background, 3 = border (ignored)
     return FileSource([base / "images" / f"{i}.jpg" for i in ids],
@@ -413,8 +433,12 @@ def _read_ids(path: Path, what: str) -> list[str]:
 LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets": pets}
 
 
-def _loader(name: str) -> Callable[..., Source]:
+def _loader(name: str | None) -> Callable[..., Source]:
     """The loader of dataset ``name``, or a clear error."""
+    if not name:  # None (converted weights of another dataset), or "" as convert once wrote
+        raise ValueError("no dataset is named (weights converted from a dataset rnlib does not "
+                         "load); pass --dataset (dataset=...) with shapes, voc, pets, "
+                         "hf:NAME_OR_PATH or a folder with images/ and masks/")
     if name in LOADERS:
         return LOADERS[name]
     if name.startswith("hf:"):
@@ -425,11 +449,13 @@ def _loader(name: str) -> Callable[..., Source]:
                      f"pets, hf:NAME_OR_PATH or a folder with images/ and masks/")
 
 
-def dataset_options(name: str) -> tuple[str, ...]:
+def dataset_options(name: str | None) -> tuple[str, ...]:
     """The options (``data_options``) that dataset ``name`` takes (any other name is taken for
-    a folder, whether or not it exists here)."""
+    a folder, whether or not it exists here; None, no dataset, takes none)."""
     import inspect
 
+    if name is None:
+        return ()
     if name.startswith("hf:"):
         return ("image_column", "mask_column", "classes")
     loader = LOADERS.get(name, folder)
@@ -437,7 +463,7 @@ def dataset_options(name: str) -> tuple[str, ...]:
                  if p.kind is p.KEYWORD_ONLY)
 
 
-def load_source(name: str, split: str = "train", **options) -> Source:
+def load_source(name: str | None, split: str = "train", **options) -> Source:
     """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path.
     ``options`` go to the loader (:func:`dataset_options`; ``root`` is the data folder of
     shapes, voc and pets)."""

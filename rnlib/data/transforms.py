@@ -11,12 +11,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IGNORE_INDEX", "train_transform", "eval_transform",
            "denormalize"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_INDEX = 255
 
 
 def _to_float() -> list[v2.Transform]:

@@ -1,4 +1,10 @@
-"""Turning torch's export errors into a sentence: which operator or line, and what to do."""
+"""Turning torch's export errors into a sentence: which operator or line, and what to do.
+
+This reads torch's own error text and logs ("Constraints violated", "[guard added]", "No ONNX
+function found", ...), which are not an API and change between releases. It was written for,
+and is tested on, torch :data:`WRITTEN_FOR`; with any other torch every error keeps torch's
+own message (its first line, the full one chained as ``__cause__``).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,27 @@ from torch import nn
 
 from .formats import ExportError, dynamic_shapes
 
+WRITTEN_FOR = "2.14"  # the torch release (major.minor) whose error text this module reads
+TORCH_VERSION = torch.__version__
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _THIS_PACKAGE = Path(__file__).parent  # rnlib/export: its frames are not the user's
+
+
+def _reads_this_torch() -> bool:
+    return TORCH_VERSION.split("+")[0].split(".")[:2] == WRITTEN_FOR.split(".")
+
+
+def _torch_own(what: str, err: Exception) -> ExportError:
+    """torch's own message, for a torch whose error text this module does not know."""
+    return ExportError(f"{what} failed: {_first_line(err)} (torch {TORCH_VERSION}'s own "
+                       f"message: rnlib explains the errors of torch {WRITTEN_FOR} only)")
+
+
+def is_min_size_violation(err: Exception) -> bool:
+    """Whether torch.export refused the smallest sizes only (a larger minimum may export)."""
+    text = str(err)
+    return (_reads_this_torch() and "Constraints violated" in text
+            and "Not all values of" in text and "specialized it to be a constant" not in text)
 
 
 def _chain(err: BaseException) -> list[BaseException]:
@@ -52,6 +77,8 @@ def explain_trace_error(err: Exception, model: nn.Module, example: torch.Tensor,
                          name: str, too_small: bool) -> ExportError:
     from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
+    if not _reads_this_torch():
+        return _torch_own(f"torch.export of {name}", err)
     text = str(err)
     if any(isinstance(e, GuardOnDataDependentSymNode) for e in _chain(err)):
         where = _call_site(text) or _user_frame(err) or "its forward"
@@ -175,6 +202,8 @@ def _resolve(filename: str) -> Path | None:
 
 def explain_onnx_error(err: Exception, program: torch.export.ExportedProgram,
                         name: str) -> ExportError:
+    if not _reads_this_torch():
+        return _torch_own(f"ONNX export of {name}", err)
     text = "\n".join(str(e) for e in _chain(err))
     m = re.search(r"No ONNX function found for (?:<OpOverload\(op='([^']+)'|<built-in function "
                   r"(\w+)>)", text)
@@ -192,6 +221,8 @@ def explain_onnx_error(err: Exception, program: torch.export.ExportedProgram,
 
 def explain_save_error(err: Exception, program: torch.export.ExportedProgram,
                         name: str) -> ExportError:
+    if not _reads_this_torch():
+        return _torch_own(f"torch.export.save of {name}", err)
     m = re.search(r"Failed serializing node (\S+) in graph", str(err))
     node = next((n for n in program.graph.nodes if m and n.name == m.group(1)), None)
     if node is None:

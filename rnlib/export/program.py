@@ -18,7 +18,13 @@ from torch import nn
 
 from ..atomic import check_output
 from ..deploy import fuse_batchnorm
-from .explain import explain_onnx_error, explain_save_error, explain_trace_error, shape_log
+from .explain import (
+    explain_onnx_error,
+    explain_save_error,
+    explain_trace_error,
+    is_min_size_violation,
+    shape_log,
+)
 from .formats import (
     EXAMPLE_SIZE,
     METADATA,
@@ -89,17 +95,11 @@ def _trace(model: nn.Module, example_size: Sequence[int], min_side: int | None,
             sys.stderr.write(printed.getvalue())
             return program, side
         except Exception as err:  # noqa: BLE001 -- every failure becomes an ExportError
-            too_small = _is_min_size_violation(err)
+            too_small = is_min_size_violation(err)
             if too_small and i + 1 < len(sides):
                 continue
             raise explain_trace_error(err, model, example, side, name, too_small) from err
     raise AssertionError("unreachable")
-
-
-def _is_min_size_violation(err: Exception) -> bool:
-    text = str(err)
-    return ("Constraints violated" in text and "Not all values of" in text
-            and "specialized it to be a constant" not in text)
 
 
 def _to_onnx(program: torch.export.ExportedProgram, opset: int, min_side: int, name: str):

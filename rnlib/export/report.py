@@ -35,9 +35,14 @@ class Difference(NamedTuple):
     def relative(self) -> float:
         return self.max_abs_diff / max(self.scale, 1e-12)
 
+    def within(self, tolerance: float = TOLERANCE) -> bool:
+        """Whether the file is as good as eager: ``relative`` at most ``tolerance``."""
+        return self.relative <= tolerance
+
     @property
     def ok(self) -> bool:
-        return self.relative <= TOLERANCE
+        """Within the default :data:`~rnlib.export.TOLERANCE`."""
+        return self.within()
 
 
 @dataclass
@@ -52,7 +57,7 @@ class ExportReport:
 
     @property
     def ok(self) -> bool:
-        return all(d.relative <= self.tolerance for d in self.differences)
+        return all(d.within(self.tolerance) for d in self.differences)
 
     def summary(self) -> str:
         e = self.exported
@@ -60,7 +65,7 @@ class ExportReport:
                  f"{' with batch norm folded' if self.fold_bn else ''} in {e.seconds:.1f} s; "
                  f"dynamic batch, height and width (H, W >= {e.min_side})"]
         for d in self.differences:
-            verdict = "ok" if d.relative <= self.tolerance else f"ABOVE {self.tolerance:g}"
+            verdict = "ok" if d.within(self.tolerance) else f"ABOVE {self.tolerance:g}"
             lines.append(f"  {d.size[0]}x{d.size[1]}: largest |{e.fmt} - eager| = "
                          f"{d.max_abs_diff:.2e} (logits up to {d.scale:.2f}; relative "
                          f"{d.relative:.1e}, {verdict})")

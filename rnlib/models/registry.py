@@ -8,12 +8,13 @@ the wrong type is refused, by name, before anything is built or trained.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from ..backbones import BACKBONES, check_pretrained
+from ..backbones import BACKBONES
+from ..suggest import did_you_mean
+from ..weights import check_pretrained
 
 __all__ = ["register", "build_model", "list_models", "describe_models", "model_options",
            "check_options"]
@@ -46,9 +47,8 @@ def model_options(name: str) -> dict[str, object]:
 
 def _check_name(name: str) -> None:
     if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, _BUILDERS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Known models: {', '.join(_BUILDERS)}")
+        raise ValueError(f"unknown model {name!r}.{did_you_mean(name, _BUILDERS)} "
+                         f"Known models: {', '.join(_BUILDERS)}")
 
 
 def _fits(value: object, default: object) -> bool:
@@ -68,10 +68,9 @@ def check_options(name: str, options: Mapping[str, object]) -> None:
     known = model_options(name)
     for key, value in options.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             takes = f"takes {', '.join(known)}" if known else "takes no options"
-            raise ValueError(f"{name} has no option {key!r}.{hint} It {takes}")
+            raise ValueError(f"{name} has no option {key!r}.{did_you_mean(key, known)} "
+                             f"It {takes}")
         if not _fits(value, known[key]):
             raise ValueError(f"{name}'s option {key}={value!r} should be like its default "
                              f"{known[key]!r} ({type(known[key]).__name__})")
@@ -105,9 +104,7 @@ def build_model(
     _check_name(name)
     check_options(name, options)
     if backbone not in BACKBONES:
-        close = difflib.get_close_matches(backbone, BACKBONES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown backbone {backbone!r}.{hint} "
+        raise ValueError(f"unknown backbone {backbone!r}.{did_you_mean(backbone, BACKBONES)} "
                          f"Choose one of {', '.join(BACKBONES)}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a whole number >= 1 (background counts as a "

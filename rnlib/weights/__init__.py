@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from ..safeload import load_safely
+
 __all__ = ["SHIPPED", "resolve", "check_pretrained", "provenance", "load_state_dict"]
 
 FOLDER = Path(__file__).resolve().parent
@@ -68,9 +70,10 @@ def provenance(name: str) -> dict:
 def load_state_dict(spec: str) -> dict[str, torch.Tensor]:
     """The state dict of a shipped name or a file (float32), for a torchvision ResNet."""
     path = FOLDER / SHIPPED[spec][1] if spec in SHIPPED else Path(spec)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read backbone weights {path}: {err}; it must be a state dict "
-                         f"of tensors (torch.save(model.state_dict(), path))") from err
+    state = load_safely(path, "backbone weights", missing="pass 'imagenet', "
+                        f"{', '.join(repr(n) for n in SHIPPED)} or the path of a state dict",
+                        fix="it must be a state dict of tensors "
+                            "(torch.save(model.state_dict(), path))",
+                        if_trusted="save the state dict in it alone (torch.save(state_dict, "
+                                   "path)) and pass that file")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
