@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from .atomic import write_atomic
-from .budget import budget_scale
+from .budget import BUDGET_ENV, budget_scale
 from .config import AFFECTS_RESULTS, RECORDED_AS, TrainConfig, plain
 from .safeload import load_safely
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable",
-           "checkpoint_config", "non_finite"]
+           "checkpoint_config", "non_finite", "check_resume"]
 
 CHECKPOINT = "last.pt"  # the name of a run's checkpoint in its folder
 
@@ -62,6 +62,18 @@ def run_settings(config: TrainConfig) -> dict:
     how = {f.name: f.metadata[RECORDED_AS] for f in fields(config)
            if not f.metadata[AFFECTS_RESULTS]}
     return {**plain(asdict(replace(config, **how))), "budget_scale": budget_scale()}
+
+
+def check_resume(state: dict, config: TrainConfig, data: str | None, path: Path) -> None:
+    """A ValueError unless the checkpoint ``state`` (read from ``path``) was written by a run
+    of ``config`` on the same data (``data``: its fingerprint; None where it has none)."""
+    if state.get("settings") != run_settings(config):
+        raise ValueError(f"{path} was written with other settings (options or {BUDGET_ENV}); "
+                         f"resume with the same ones, or train into a new folder")
+    if None not in (state.get("data"), data) and state["data"] != data:
+        raise ValueError(f"the training data changed since {path} was written (other files, "
+                         f"sizes or modification times); resume with the same data, or train "
+                         f"anew (--overwrite)")
 
 
 def resumable(out_dir: str | Path, config: TrainConfig) -> bool:

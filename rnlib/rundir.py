@@ -21,10 +21,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT
+from .atomic import write_text_atomic
+from .checkpoint import CHECKPOINT, save_checkpoint
+from .folders import check_writable
 
-__all__ = ["LOCK", "HISTORY", "BACKUP", "FolderBusyError", "RunLock", "start_rule", "back_up",
-           "check_free_space", "save_failure"]
+__all__ = ["LOCK", "HISTORY", "BACKUP", "FolderBusyError", "RunLock", "RunFolder", "start_rule",
+           "back_up", "check_free_space", "save_failure"]
 
 LOCK = ".lock"
 HISTORY = "history.json"
@@ -126,3 +128,45 @@ def save_failure(err: OSError, folder: Path, kept_step: int | None) -> OSError:
     return _os_error(err.errno, f"cannot save a checkpoint in {folder}: {why}; {kept}. Free "
                               f"space (or make it writable), then continue with rnlib train "
                               f"--resume --out {folder}")
+
+
+class RunFolder:
+    """A run's folder as the Trainer uses it: the rules to start in it (:meth:`open`), the
+    checkpoint and history written atomically (:meth:`write`), and the step its checkpoint
+    holds, which every message about a stopped run names."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path, self.saved_step = Path(path), None
+        self.checkpoint = self.path / CHECKPOINT
+
+    def open(self, resume: bool, overwrite: bool, need: int) -> bool:
+        """Apply :func:`start_rule`; for a new run also probe the folder, keep an old
+        checkpoint as a backup and check for ``need`` bytes free. Returns whether to resume."""
+        restore = start_rule(self.path, resume, overwrite)
+        check_writable(self.path, "checkpoints", "choose another output folder")
+        if not restore:
+            back_up(self.path)
+        check_free_space(self.path, need)
+        return restore
+
+    def write(self, state: dict, history: str) -> None:
+        """Save ``state`` (a checkpoint, with its ``step``) and ``history`` (JSON text); a
+        full or read-only disk is one OSError that keeps the previous checkpoint."""
+        try:
+            save_checkpoint(state, self.checkpoint)
+            self.saved_step = state["step"]
+            write_text_atomic(self.path / HISTORY, history)
+        except OSError as err:
+            raise save_failure(err, self.path, self.saved_step) from err
+
+    def stopped(self, what: str, step: int) -> str:
+        """``what`` happened in step ``step + 1``, after a checkpoint of ``step``."""
+        return (f"{what} at step {step + 1}; {self.checkpoint} holds step {step}: continue "
+                f"with resume=True (rnlib train --resume)")
+
+    def kept(self, what: str) -> str:
+        """``what`` happened and the weights are not whole: what the folder still holds."""
+        if self.saved_step is None:
+            return f"{what}; no checkpoint was written yet: train again"
+        return (f"{what}; {self.checkpoint} still holds step {self.saved_step}: continue with "
+                f"resume=True (rnlib train --resume)")

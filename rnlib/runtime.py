@@ -107,6 +107,10 @@ class StopSignals:
             raise KeyboardInterrupt(f"signal {signum} again")
         self.requested = signum
 
+    def asked(self) -> bool:
+        """Whether a signal asked the run to stop."""
+        return self.requested is not None
+
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:

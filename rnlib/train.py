@@ -23,7 +23,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,13 +34,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 from tqdm.auto import tqdm
 
-from .atomic import write_text_atomic
-from .budget import BUDGET_ENV, Budget, budget_scale
-from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings, save_checkpoint
+from .budget import Budget, budget_scale
+from .checkpoint import CHECKPOINT, check_resume, load_checkpoint, resumable, run_settings
 from .config import PRESETS, TrainConfig, plain
 from .data import IGNORE_INDEX, DataError, pad_collate
 from .evaluate import EvalResult, evaluate
-from .folders import check_writable
 from .history import History
 from .optim import (
     Schedule,
@@ -50,7 +48,7 @@ from .optim import (
     freeze_batchnorm,
     poly_lr,
 )
-from .rundir import HISTORY, RunLock, back_up, check_free_space, save_failure, start_rule
+from .rundir import RunFolder, RunLock, start_rule
 from .runtime import Runtime, StopSignals
 from .seeding import DROPOUT, SeededSamples, derive_seed
 
@@ -152,6 +150,25 @@ class _EpochBatches:
             epoch, done = epoch + 1, 0
 
 
+_BAD_LOSS = (". Train again with a lower learning rate (now {lr}) or without AMP, or check the "
+             "data for NaNs")
+_BAD_WEIGHTS = ("the weights became NaN or infinite in step {step}. Train again with a lower "
+                "learning rate (now {lr}) or other optimizer settings")
+
+
+def _optimization(model: nn.Module, config: TrainConfig, steps_per_epoch: int,
+                  schedule: Schedule, device: torch.device, amp: torch.dtype | None) -> tuple:
+    """The optimizer, the learning-rate schedule, the gradient scaler (fp16 only) and the
+    run's length in steps."""
+    optimizer = build_optimizer(model, config)
+    budget = Budget(steps_per_epoch=steps_per_epoch, epochs=config.epochs, steps=config.steps,
+                    seconds=config.time_budget_s)
+    scheduler = build_scheduler(optimizer, lambda: budget.total_steps, schedule,
+                                config.poly_power, config.warmup_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    return optimizer, scheduler, scaler, budget
+
+
 class Trainer:
     """Trains ``model`` on ``train_set``, evaluates on ``val_set``, checkpoints into ``out_dir``.
 
@@ -170,25 +187,20 @@ class Trainer:
         self.runtime = Runtime.start(config.device)
         self.device, self.progress = self.runtime.device, progress and self.runtime.is_main
         self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-        self.model = _batch_norm(model, config, self.runtime).to(
-            self.device, memory_format=self.memory_format)
+        self.model = _batch_norm(model, config, self.runtime).to(self.device,
+                                                                  memory_format=self.memory_format)
         self.forward = _wrap(self.model, self.runtime, config.compile)
         self.train_set, self.val_set = SeededSamples(train_set, config.seed), val_set
         self.batch = _process_batch(config.batch_size, self.runtime.world_size, len(train_set))
         self.batches = _EpochBatches(self.train_set, self.batch, self.runtime, config)
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.amp_dtype = amp_dtype(config.amp, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.amp_dtype == torch.float16)
-        self.optimizer = build_optimizer(self.model, config)
-        self.budget = Budget(steps_per_epoch=self.steps_per_epoch, epochs=config.epochs,
-                             steps=config.steps, seconds=config.time_budget_s)
-        self.scheduler = build_scheduler(self.optimizer, lambda: self.budget.total_steps,
-                                         schedule, config.poly_power, config.warmup_steps)
+        self.optimizer, self.scheduler, self.scaler, self.budget = _optimization(
+            self.model, config, self.steps_per_epoch, schedule, self.device, self.amp_dtype)
         self.step, self.train_seconds = 0, 0.0
         self.history = History()
         self._saved_at = time.monotonic()
-        self._saved_step: int | None = None  # the step that out_dir's checkpoint holds
+        self.folder = RunFolder(self.out_dir)
         self._signals: StopSignals | None = None  # while fit runs
         self._updating = False  # inside the optimizer's update: the weights are not whole
         self.data_fingerprint = _fingerprint(train_set)
@@ -202,14 +214,11 @@ class Trainer:
     def total_steps(self) -> int:
         return self.budget.total_steps
 
-    # -- training ----------------------------------------------------------------------------
     def fit(self, resume: bool = False, overwrite: bool = True) -> History:
-        """Train to the planned number of steps; returns the history.
-
-        ``out_dir`` is locked for the run (:class:`rnlib.rundir.RunLock`). With ``resume`` the
-        run continues ``out_dir``'s checkpoint (there must be one); else a checkpoint there is
-        kept as ``last.pt.bak`` when ``overwrite`` (the library's default, for notebooks whose
-        cells run again) and refused when not (the command line's default)."""
+        """Train to the planned number of steps in the locked ``out_dir``; returns the history.
+        ``resume`` continues its checkpoint; else one there is kept as ``last.pt.bak`` with
+        ``overwrite`` (the library's default: notebook cells run again) and refused without
+        (the command line's default). The rules: :mod:`rnlib.rundir`."""
         with RunLock(self.out_dir) if self.runtime.is_main else contextlib.nullcontext():
             self._begin(resume, overwrite)
             return self._loop()
@@ -223,8 +232,7 @@ class Trainer:
                 self._signals = signals
                 while self.step < self.total_steps:
                     if signals.requested is not None and not self.runtime.distributed:
-                        raise TrainingInterrupted(self._stopped("interrupted"),
-                                                  signals.requested)
+                        raise self._interrupted(signals.requested)
                     started = time.perf_counter()
                     images, masks = next(batches)
                     loss, stop = self._train_step(images, masks, signals.requested is not None)
@@ -232,8 +240,7 @@ class Trainer:
                     self.train_seconds += time.perf_counter() - started
                     self._after_step(loss, bar)
                     if stop:
-                        raise TrainingInterrupted(self._stopped("interrupted"),
-                                                  signals.requested or signal.SIGINT)
+                        raise self._interrupted(signals.requested or signal.SIGINT)
         except (TrainingInterrupted, NonFiniteLossError, DataError):
             if _finite(self.model):
                 self.save()  # the weights are those of the last whole step
@@ -241,22 +248,21 @@ class Trainer:
         except KeyboardInterrupt:  # a second signal, or a Ctrl-C no handler caught
             number = signals.requested or signal.SIGINT
             if self._updating or not _finite(self.model):
-                raise TrainingInterrupted(self._kept(f"interrupted inside step {self.step + 1}"),
-                                          number) from None
+                raise TrainingInterrupted(
+                    self.folder.kept(f"interrupted inside step {self.step + 1}"), number) from None
             self.save()
-            raise TrainingInterrupted(self._stopped("interrupted"), number) from None
+            raise self._interrupted(number) from None
         finally:
             self._signals = None
             bar.close()
         return self.history
 
+    def _interrupted(self, signum: int) -> TrainingInterrupted:
+        return TrainingInterrupted(self.folder.stopped("interrupted", self.step), signum)
+
     def _begin(self, resume: bool, overwrite: bool) -> None:
-        restore = start_rule(self.out_dir, resume, overwrite)
-        if self.runtime.is_main:
-            check_writable(self.out_dir, "checkpoints", "choose another output folder")
-            if not restore:
-                back_up(self.out_dir)
-            check_free_space(self.out_dir, _checkpoint_bytes(self.model))
+        restore = (self.folder.open(resume, overwrite, _checkpoint_bytes(self.model))
+                   if self.runtime.is_main else start_rule(self.out_dir, resume, overwrite))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN picks its fastest
         if restore:
@@ -272,14 +278,7 @@ class Trainer:
         torch.manual_seed(derive_seed(self.config.seed, DROPOUT, self.step, self.runtime.rank))
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         masks = masks.to(self.device, non_blocking=True)
-        buffers = [b.clone() for b in self.model.buffers()]  # batch norm's statistics, small
-
-        def put_back_buffers() -> None:
-            with torch.no_grad():
-                for b, saved in zip(self.model.buffers(), buffers):
-                    b.copy_(saved)
-
-        try:  # until the update, a signal leaves the weights of the last whole step
+        with _statistics_kept(self.model) as put_back:  # a signal before the update: no change
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 logits = self.forward(images)  # (N, K, H, W)
@@ -289,37 +288,21 @@ class Trainer:
             ).tolist()
             mean_loss = shared[0] / self.runtime.world_size
             if not math.isfinite(mean_loss):  # decided by every process alike, before updating
-                put_back_buffers()  # the forward pass put NaNs into batch norm's statistics
-                raise NonFiniteLossError(self._stopped(f"the loss became {mean_loss}") + (
-                    f". Train again with a lower learning rate (now {self.config.lr}) or "
-                    f"without AMP, or check the data for NaNs"))
+                put_back()  # the forward pass put NaNs into batch norm's statistics
+                what = f"the loss became {mean_loss}"
+                raise NonFiniteLossError(self.folder.stopped(what, self.step)
+                                         + _BAD_LOSS.format(lr=self.config.lr))
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-        except KeyboardInterrupt:
-            put_back_buffers()
-            raise
         self._updating = True
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self._updating = False
         if not _finite(self.model):  # e.g. a NaN momentum: the loss is still finite
-            raise NonFiniteLossError(self._kept(
-                f"the weights became NaN or infinite in step {self.step + 1}") + (
-                f". Train again with a lower learning rate (now {self.config.lr}) or other "
-                f"optimizer settings"))
+            raise NonFiniteLossError(self.folder.kept(_BAD_WEIGHTS.format(
+                step=self.step + 1, lr=self.config.lr)))
         return mean_loss, shared[1] > 0
-
-    def _stopped(self, what: str) -> str:
-        return (f"{what} at step {self.step + 1}; {self.out_dir / CHECKPOINT} holds step "
-                f"{self.step}: continue with resume=True (rnlib train --resume)")
-
-    def _kept(self, what: str) -> str:
-        """``what`` happened and the weights are not whole: what the folder still holds."""
-        if self._saved_step is None:
-            return f"{what}; no checkpoint was written yet: train again"
-        return (f"{what}; {self.out_dir / CHECKPOINT} still holds step {self._saved_step}: "
-                f"continue with resume=True (rnlib train --resume)")
 
     def _after_step(self, loss: float, bar: tqdm) -> None:
         """Record the step; re-plan a timed run; close an epoch; evaluate and save when due."""
@@ -328,30 +311,24 @@ class Trainer:
             bar.total = self.total_steps
         bar.update()
         bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch + 1)
-        c, last = self.config, self.step >= self.total_steps
-        epoch_end = self.step % self.steps_per_epoch == 0
-        if epoch_end or last:
+        ends = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
+        if ends:
             self.history.record_epoch(self.step, self.steps_per_epoch,
                                       self.optimizer.param_groups[0]["lr"], self.train_seconds)
-        if self.val_set is not None and (
-                last or (c.eval_every_steps and self.step % c.eval_every_steps == 0)
-                or (epoch_end and c.eval_every and self.epoch % c.eval_every == 0)):
+        if self.val_set is not None and _evaluation_due(self.config, self.step, self.epoch,
+                                                        self.steps_per_epoch, self.total_steps):
             self.history.record_evaluation(self.step, self.train_seconds, self.evaluate())
         minutes = (time.monotonic() - self._saved_at) / 60
-        if epoch_end or last or (c.save_every_steps and self.step % c.save_every_steps == 0) \
-                or (c.save_every_minutes and minutes >= c.save_every_minutes):
+        if ends or _save_due(self.config, self.step, minutes):
             self.save()
 
     def evaluate(self, dataset: Dataset | None = None) -> EvalResult:
         """Metrics of the current model on ``dataset`` (default: the validation set); under
         ``torchrun`` each process evaluates a share and the counts are summed."""
         data = self.val_set if dataset is None else dataset
-        rank, world = self.runtime.rank, self.runtime.world_size
-        loader = DataLoader(Subset(data, range(rank, len(data), world)), batch_size=self.batch,
-                            num_workers=self.config.num_workers, collate_fn=pad_collate)
-        signals = self._signals
-        stop = None if signals is None or self.runtime.distributed else (
-            lambda: signals.requested is not None)  # one process: a signal stops at the batch
+        loader = _share(data, self.runtime, self.batch, self.config.num_workers)
+        signals = self._signals  # one process: a signal stops the evaluation at the next batch
+        stop = None if signals is None or self.runtime.distributed else signals.asked
         return evaluate(self.model, loader, self.config.num_classes, device=self.device,
                         channels_last=self.config.channels_last, reduce=self.runtime.all_reduce,
                         stop=stop)
@@ -359,19 +336,10 @@ class Trainer:
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),
         then put the weights, optimizer, schedule and scaler back as they were."""
-        parts = (self.model, self.optimizer, self.scheduler, self.scaler)
-        saved = [copy.deepcopy(x.state_dict()) for x in parts]
-        images, masks = next(iter(DataLoader(self.train_set, self.batch)))
-        self._train_step(images, masks)  # warm-up: first-call costs are not the rate
-        start = time.perf_counter()
-        for _ in range(steps):
-            self._train_step(images, masks)
-        elapsed = (time.perf_counter() - start) / steps
-        for x, state in zip(parts, saved):
-            x.load_state_dict(state)
-        return elapsed
+        return _seconds_per_step(self._train_step, next(iter(DataLoader(self.train_set,
+                                                                        self.batch))),
+                                 (self.model, self.optimizer, self.scheduler, self.scaler), steps)
 
-    # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> None:
         """Write ``out_dir/last.pt`` and ``history.json`` atomically (rank 0 only). Weights
         that are not finite are never written; a full or read-only disk is one OSError that
@@ -380,33 +348,19 @@ class Trainer:
         if not self.runtime.is_main:
             return
         if not _finite(self.model):
-            raise NonFiniteLossError(self._kept(f"the weights at step {self.step} are NaN or "
-                                                f"infinite and were not saved"))
-        try:
-            save_checkpoint({
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
-                "train_seconds": self.train_seconds, "history": self.history.to_dict(),
-                "config": plain(asdict(self.config)), "settings": run_settings(self.config),
-                "data": self.data_fingerprint,
-            }, self.out_dir / CHECKPOINT)
-            self._saved_step = self.step
-            write_text_atomic(self.out_dir / HISTORY, json.dumps(self.history.to_dict(),
-                                                                 indent=1))
-        except OSError as err:
-            raise save_failure(err, self.out_dir, self._saved_step) from err
+            raise NonFiniteLossError(self.folder.kept(
+                f"the weights at step {self.step} are NaN or infinite and were not saved"))
+        self.folder.write({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
+            "train_seconds": self.train_seconds, "history": self.history.to_dict(),
+            "config": plain(asdict(self.config)), "settings": run_settings(self.config),
+            "data": self.data_fingerprint,
+        }, json.dumps(self.history.to_dict(), indent=1))
 
     def _restore(self, state: dict) -> None:
-        if state.get("settings") != run_settings(self.config):
-            raise ValueError(f"{self.out_dir / CHECKPOINT} was written with other settings "
-                             f"(options or {BUDGET_ENV}); resume with the same ones, or train "
-                             f"into a new folder")
-        if None not in (state.get("data"), self.data_fingerprint) \
-                and state["data"] != self.data_fingerprint:
-            raise ValueError(f"the training data changed since {self.out_dir / CHECKPOINT} was "
-                             f"written (other files, sizes or modification times); resume with "
-                             f"the same data, or train anew (--overwrite)")
+        check_resume(state, self.config, self.data_fingerprint, self.folder.checkpoint)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.budget.total_steps = state["total_steps"]  # as planned when the run began
@@ -414,8 +368,63 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.train_seconds = state["step"], state["train_seconds"]
         self.history = History.from_dict(state["history"])
-        self._saved_step = state["step"]
+        self.folder.saved_step = state["step"]
 
+
+
+def _evaluation_due(c: TrainConfig, step: int, epoch: int, steps_per_epoch: int,
+                    total_steps: int) -> bool:
+    """Whether the run evaluates after ``step``: at its end, every ``eval_every_steps`` steps,
+    and at the end of every ``eval_every``-th epoch."""
+    epoch_end = step % steps_per_epoch == 0
+    return (step >= total_steps or bool(c.eval_every_steps and step % c.eval_every_steps == 0)
+            or bool(epoch_end and c.eval_every and epoch % c.eval_every == 0))
+
+
+def _save_due(c: TrainConfig, step: int, minutes: float) -> bool:
+    """Whether the run saves between epochs: every ``save_every_steps`` steps, or when
+    ``save_every_minutes`` have passed since the last save."""
+    return bool((c.save_every_steps and step % c.save_every_steps == 0)
+                or (c.save_every_minutes and minutes >= c.save_every_minutes))
+
+
+def _share(data: Dataset, runtime: Runtime, batch: int, workers: int) -> DataLoader:
+    """Batches of this process's share of ``data`` (every world_size-th sample)."""
+    shard = Subset(data, range(runtime.rank, len(data), runtime.world_size))
+    return DataLoader(shard, batch_size=batch, num_workers=workers, collate_fn=pad_collate)
+
+
+def _seconds_per_step(train_step: Callable, batch: tuple[torch.Tensor, torch.Tensor],
+                      parts: tuple, steps: int) -> float:
+    """The mean time of ``steps`` calls of ``train_step`` on ``batch`` after a warm-up call,
+    with ``parts`` (objects with a state dict) put back as they were afterwards."""
+    saved = [copy.deepcopy(x.state_dict()) for x in parts]
+    train_step(*batch)  # warm-up: first-call costs are not the rate
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(*batch)
+    elapsed = (time.perf_counter() - start) / steps
+    for x, state in zip(parts, saved):
+        x.load_state_dict(state)
+    return elapsed
+
+
+@contextlib.contextmanager
+def _statistics_kept(model: nn.Module) -> Iterator[Callable[[], None]]:
+    """Yields a function that puts ``model``'s buffers (batch norm's statistics, small) back as
+    they were on entry; an interrupt inside the block puts them back too."""
+    saved = [b.clone() for b in model.buffers()]
+
+    def put_back() -> None:
+        with torch.no_grad():
+            for b, value in zip(model.buffers(), saved):
+                b.copy_(value)
+
+    try:
+        yield put_back
+    except KeyboardInterrupt:
+        put_back()
+        raise
 
 
 def _checkpoint_bytes(model: nn.Module) -> int:

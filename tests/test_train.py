@@ -159,7 +159,7 @@ def test_a_corrupt_sample_mid_run_keeps_a_checkpoint_and_names_the_file(data, tm
 
 def test_checkpoints_every_n_steps(data, tmp_path, monkeypatch):
     saved = []
-    monkeypatch.setattr("rnlib.train.save_checkpoint", lambda state, path: saved.append(state["step"]))
+    monkeypatch.setattr("rnlib.rundir.save_checkpoint", lambda state, path: saved.append(state["step"]))
     _trainer(data, tmp_path, _config(save_every_steps=3)).fit()
     assert saved == [3, 4, 6, 8]  # every 3 steps and at each epoch's end
 
