@@ -54,7 +54,7 @@ def _config(args: argparse.Namespace, base=None):
         "dataset": args.dataset, "num_classes": args.num_classes,
         "pretrained_backbone": args.pretrained_backbone, "time_budget_s": args.time_budget,
         "epochs": args.epochs, "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size,
-        "seed": args.seed, "device": args.device, "compile": args.compile,
+        "seed": args.seed, "device": args.device, "compile": args.compile, "amp": args.amp,
         "num_workers": args.workers, "eval_every_steps": args.eval_every_steps,
         "save_every_steps": args.save_every_steps,
         "save_every_minutes": args.save_every_minutes,
@@ -136,21 +136,24 @@ def _bench(args: argparse.Namespace) -> None:
     import torch
 
     from . import bench, build_model
-    from .runtime import choose_device
+    from .runtime import amp_dtype, choose_device
 
     costs = []
     device = choose_device(args.device)
+    amp = amp_dtype(args.amp, device)
     for name in args.models:
         model = build_model(name, num_classes=args.num_classes, backbone=args.backbone,
                             **_pairs(args.model_option, "--model-option")).to(device)
         costs.append(bench.measure(name, model, args.size, batch=args.batch,
                                    latency=not args.no_latency, memory=not args.no_memory,
-                                   channels_last=args.channels_last, repeats=args.repeats))
+                                   channels_last=args.channels_last, repeats=args.repeats,
+                                   amp_dtype=amp))
         print(f"measured {name}", file=sys.stderr)
     table = bench.format_table(costs, reference=args.reference)
     h, w = args.size
     title = (f"{args.backbone}, {args.num_classes} classes, input {h}x{w}, batch {args.batch}, "
              f"{device}, {'channels_last' if args.channels_last else 'NCHW'}, "
+             f"{str(amp or torch.float32).removeprefix('torch.')}, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     text = f"{title}\n\n{table}\n"
     print(text)
@@ -203,6 +206,14 @@ def _write(path: Path, text: str, announce: bool = True, option: str = "--out") 
         print(f"wrote {path}", file=sys.stderr)
 
 
+def _amp_option(group, default: str | None = None) -> None:
+    from .config import AMP_MODES
+
+    group.add_argument("--amp", nargs="?", const="on", default=default, choices=AMP_MODES,
+                       help="mixed precision (rnlib.runtime.amp_dtype); --amp alone: fp16 on "
+                            "CUDA, bf16 on a CPU that computes it natively, refused on others")
+
+
 def _run_options(p: argparse.ArgumentParser, *, model: bool) -> None:
     """The options of train, eval and compare: the config's source, data, model, budget."""
     from .config import PRESETS
@@ -239,6 +250,7 @@ def _run_options(p: argparse.ArgumentParser, *, model: bool) -> None:
                                                   "under torchrun)")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:1 (default auto: cuda when present)")
+    _amp_option(g)
     g.add_argument("--compile", action="store_const", const=True,
                    help="torch.compile the training steps (worth it on a GPU)")
     g.add_argument("--workers", type=int, help="data-loading processes")
@@ -315,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--channels-last", action="store_true")
+    _amp_option(p, default="off")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-latency", action="store_true", help="only parameters and FLOPs")
     p.add_argument("--no-memory", action="store_true")

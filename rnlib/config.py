@@ -26,7 +26,7 @@ __all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_f
            "dump_config", "plain"]
 
 OPTIMIZERS = ("adamw", "sgd")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES = ("auto", "on", "off", "bf16", "fp16")  # rnlib.runtime.amp_dtype
 
 
 @dataclass
@@ -64,7 +64,7 @@ class TrainConfig:
     warmup_steps: int = 0  # the learning rate rises linearly over these first steps
     freeze_bn: bool = False
     sync_bn: bool = False  # SyncBatchNorm across the processes of a distributed run
-    amp: str = "auto"  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    amp: str = "auto"  # auto (AMP on CUDA, fp32 on CPU), on, off, bf16, fp16: amp_dtype
     channels_last: bool = True
     compile: bool = False  # torch.compile the training forward: faster GPU steps after a warm-up
     eval_every: int = 1  # epochs between evaluations on val_split; 0 = only at the end

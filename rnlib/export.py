@@ -320,18 +320,28 @@ def verify_export(path: str | Path, model: nn.Module,
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
                       fmt: str = "pt2", fold_bn: bool = False,
                       sizes: Sequence[Sequence[int]] = VERIFY_SIZES,
-                      min_side: int | None = None, tolerance: float = TOLERANCE) -> ExportReport:
+                      min_side: int | None = None, tolerance: float = TOLERANCE,
+                      amp: str = "off") -> ExportReport:
     """Export the model of a checkpoint written by the Trainer (next to it, with the suffix
-    of ``fmt``, unless ``out`` is given) and verify it at ``sizes``."""
+    of ``fmt``, unless ``out`` is given) and verify it at ``sizes``. ``amp`` ("on", "bf16";
+    :func:`rnlib.runtime.amp_dtype` on the CPU) stores a .pt2 program that computes in
+    bfloat16 and is verified against the eager model under the same autocast."""
     from .runs import load_trained
+    from .runtime import Autocast, amp_dtype
 
     checkpoint = Path(checkpoint)
     fmt = _format(fmt)
     sizes = [tuple(s) for s in sizes]
     _check_sizes(sizes, min_side or MIN_SIDE, "an exported model")  # before minutes of export
+    dtype = amp_dtype(amp, torch.device("cpu"))  # exported files run on the CPU
+    if dtype is not None and fmt == "onnx":
+        raise ExportError("ONNX Runtime has no bfloat16 convolutions on the CPU; export with "
+                          "--amp as --format pt2, or to ONNX without --amp")
     model, config = load_trained(checkpoint)
     out = Path(out) if out is not None else checkpoint.with_suffix(f".{fmt}")
     name = f"{config.model} ({config.backbone}, {config.num_classes} classes)"
+    if dtype is not None:
+        model, name = Autocast(model, dtype), f"{name} in {str(dtype).removeprefix('torch.')}"
     exported = export_model(model, out, fmt=fmt, fold_bn=fold_bn, min_side=min_side, name=name)
     differences = verify_export(out, model, sizes)
     return ExportReport(exported, name, fold_bn, differences, tolerance)
@@ -340,7 +350,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
 def _run_export_command(args: argparse.Namespace) -> None:
     report = export_checkpoint(args.checkpoint, args.out, fmt=args.format, fold_bn=args.fold_bn,
                                sizes=args.size or VERIFY_SIZES, min_side=args.min_side,
-                               tolerance=args.tolerance)
+                               tolerance=args.tolerance, amp=args.amp or "off")
     print(report.summary())
     if not report.ok:
         raise ExportError(f"{report.exported.path} differs from the eager model by more than "
@@ -370,6 +380,9 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--min-side", type=int, metavar="N",
                    help=f"smallest height and width the file accepts (default: {MIN_SIDE}, "
                         f"raised when the model needs more)")
+    p.add_argument("--amp", nargs="?", const="on", choices=("on", "bf16", "off"),
+                   help="--amp alone: a .pt2 program that computes in bfloat16, on a CPU that "
+                        "computes it natively")
     p.add_argument("--tolerance", type=float, default=TOLERANCE,
                    help="largest accepted difference, relative to the largest eager logit "
                         "(default: %(default)g)")

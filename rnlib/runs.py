@@ -27,7 +27,7 @@ from .data.sources import Source
 from .evaluate import EvalResult, evaluate
 from .models import build_model
 from .optim import Schedule, poly_lr
-from .runtime import Runtime, choose_device
+from .runtime import Runtime, amp_dtype, choose_device
 from .seeding import INIT, derive_seed, seeded
 from .train import Trainer
 
@@ -75,7 +75,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
           progress: bool = True, schedule: Schedule = poly_lr) -> Trainer:
     """Train ``config`` into ``out_dir`` (``last.pt``, ``history.json``); returns the Trainer,
     whose ``.model`` and ``.history`` hold the result (``.config`` has ``num_classes`` set)."""
-    with Runtime.start(config.device).main_first():  # one process makes a dataset's cache
+    runtime = Runtime.start(config.device)
+    amp_dtype(config.amp, runtime.device)  # an AMP the device cannot run: refused before any work
+    with runtime.main_first():  # one process makes a dataset's cache
         train_source = make_source(config, "train")
         val_source = make_source(config, config.val_split)
     config = resolve_classes(config, train_source)
@@ -114,12 +116,13 @@ def evaluate_checkpoint(checkpoint: str | Path, *, config: TrainConfig | None = 
     config's dataset), in batches of the config's size (images of mixed sizes are padded with
     the ignore label); returns the result and the class names."""
     model, config = load_trained(checkpoint, config)
+    device = choose_device(config.device)
+    amp = amp_dtype(config.amp, device)  # an AMP the device cannot run: refused here
     source = make_source(config, split or config.val_split)
     config = resolve_classes(config, source)
     data = SegmentationDataset(source, config.num_classes, eval_transform())
     loader = DataLoader(data, batch_size=config.batch_size, collate_fn=pad_collate,
                         num_workers=config.num_workers)
-    result = evaluate(model.to(choose_device(config.device)), loader, config.num_classes,
-                      scales=scales, flip=flip, progress=progress,
-                      channels_last=config.channels_last)
+    result = evaluate(model.to(device), loader, config.num_classes, scales=scales, flip=flip,
+                      progress=progress, channels_last=config.channels_last, amp_dtype=amp)
     return result, class_names(source, config.num_classes)

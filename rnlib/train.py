@@ -3,9 +3,9 @@
 The recipe follows RefineNet's (Lin et al., §4): cross-entropy with an ignore index, SGD with
 momentum (or AdamW), a lower learning rate for a pretrained backbone, a poly schedule. The
 Trainer composes small parts, each in a module of its own: the run's length
-(:mod:`rnlib.budget`), the optimizer, schedule and mixed precision (:mod:`rnlib.optim`),
-checkpoints (:mod:`rnlib.checkpoint`), seeds (:mod:`rnlib.seeding`), and the device, the
-processes and stop signals (:mod:`rnlib.runtime`).
+(:mod:`rnlib.budget`), the optimizer and schedule (:mod:`rnlib.optim`),
+checkpoints (:mod:`rnlib.checkpoint`), seeds (:mod:`rnlib.seeding`), and the device, mixed
+precision, the processes and stop signals (:mod:`rnlib.runtime`).
 
 Nothing is lost: a checkpoint is written at the end of every epoch, every ``save_every_steps``
 steps or ``save_every_minutes`` minutes, and at the current step when Ctrl-C or SIGTERM arrives,
@@ -38,13 +38,12 @@ from .data import IGNORE_INDEX, DataError, pad_collate
 from .evaluate import EvalResult, evaluate
 from .optim import (
     Schedule,
-    amp_dtype,
     build_optimizer,
     build_scheduler,
     freeze_batchnorm,
     poly_lr,
 )
-from .runtime import Runtime, StopSignals
+from .runtime import Runtime, StopSignals, amp_dtype
 from .seeding import DROPOUT, SeededSamples, derive_seed
 
 __all__ = ["TrainConfig", "PRESETS", "Trainer", "NonFiniteLossError", "TrainingInterrupted",
@@ -89,6 +88,7 @@ class Trainer:
         self.config, self.out_dir = config, Path(out_dir)
         self.runtime = Runtime.start(config.device)
         self.device, self.progress = self.runtime.device, progress and self.runtime.is_main
+        self.amp_dtype = amp_dtype(config.amp, self.device)  # refused here on a CPU without bf16
         self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
         if config.freeze_bn:
             freeze_batchnorm(model)
@@ -108,7 +108,6 @@ class Trainer:
                                  drop_last=True, num_workers=config.num_workers,
                                  pin_memory=self.device.type == "cuda")
         self.steps_per_epoch = len(self.sampler) // self.batch
-        self.amp_dtype = amp_dtype(config.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.optimizer = build_optimizer(self.model, config)
@@ -294,7 +293,8 @@ class Trainer:
         loader = DataLoader(Subset(data, range(rank, len(data), world)), batch_size=self.batch,
                             num_workers=self.config.num_workers, collate_fn=pad_collate)
         return evaluate(self.model, loader, self.config.num_classes, device=self.device,
-                        channels_last=self.config.channels_last, reduce=self.runtime.all_reduce)
+                        channels_last=self.config.channels_last, reduce=self.runtime.all_reduce,
+                        amp_dtype=self.amp_dtype)
 
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),
