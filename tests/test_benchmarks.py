@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnlib.runtime import native_bf16
+
 SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
@@ -35,6 +37,8 @@ def test_speed_script_writes_its_table(mode, expected, tmp_path):
     for fragment in expected:
         assert fragment in text, (fragment, text)
     assert f"speed.py --mode {mode}" in text  # the command that reproduces it
+    if mode == "latency":  # bfloat16 where the CPU computes it natively, else said so
+        assert ("max difference / max logit" if native_bf16() else "not measured") in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
