@@ -80,3 +80,35 @@ def test_crp_probe_switches_chained_pooling_off_as_the_ablation_does():
             assert probe.added_ratio(model, batches) == [0.0] * 4
         torch.testing.assert_close(model(images), before)
     assert all(r > 0 for r in probe.added_ratio(model, batches))
+
+
+def _script(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_exponent_is_the_power_of_the_side():
+    scaling = _script("scaling")
+    sides = [256, 384, 512, 1024]
+    assert abs(scaling.exponent(sides, [3 * s**2 for s in sides]) - 2) < 1e-9
+    assert abs(scaling.exponent(sides, [0.5 * s**1.5 for s in sides]) - 1.5) < 1e-9
+
+
+def test_scaling_script_writes_its_tables_and_plot(tmp_path):
+    out = tmp_path / "scaling.md"
+    script = SPEED.parent / "scaling.py"
+    done = subprocess.run([sys.executable, str(script), "--models", "FCN-8s-101", "LW-RefineNet-50",
+                           "--backbone", "resnet18", "--sides", "96", "160", "--repeats", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    for fragment in ("### Latency (ms) by input side", "### Peak memory (MiB) by input side",
+                     "| FCN-8s-101 |", "| LW-RefineNet-50 |", "exponent k", "VmHWM"):
+        assert fragment in text, (fragment, text)
+    memory = [line for line in text.split("### Peak memory")[1].splitlines()
+              if line.startswith("| FCN-8s-101 |")][0].split("|")
+    assert float(memory[2]) > 0 and float(memory[3]) > float(memory[2])  # grows with the side
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
