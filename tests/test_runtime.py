@@ -108,3 +108,29 @@ def test_rnlib_bench_refuses_amp_where_the_cpu_lacks_it(avx2_cpu):
     with pytest.raises(SystemExit, match="rnlib bench: --amp on this CPU"):
         main(["bench", "--models", "fcn32s", "--amp"])
 
+
+
+def test_the_trainer_trains_in_bf16_reproducibly_where_the_cpu_has_it(bf16_cpu, tmp_path):
+    from rnlib import build_model
+    from rnlib.data import SegmentationDataset, eval_transform, train_transform
+    from rnlib.data.sources import shapes
+    from rnlib.train import TrainConfig, Trainer
+
+    train = SegmentationDataset(shapes("train", count=8, size=32, root=tmp_path), 5,
+                                train_transform(32))
+    val = SegmentationDataset(shapes("val", count=4, size=32, root=tmp_path), 5, eval_transform())
+    config = TrainConfig(model="fcn8s", backbone="resnet18", num_classes=5, batch_size=4,
+                         epochs=1, seed=0, amp="on", device="cpu")
+    weights, seen = [], []
+    for run in ("a", "b"):
+        torch.manual_seed(0)
+        model = build_model("fcn8s", num_classes=5, backbone="resnet18")
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        first.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        trainer = Trainer(model, train, val, config, tmp_path / run, progress=False)
+        assert trainer.amp_dtype is torch.bfloat16 and not trainer.scaler.is_enabled()
+        trainer.fit()
+        weights.append(trainer.model.state_dict())
+    assert set(seen) == {torch.bfloat16}  # training steps and validation alike
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name  # bf16 runs repeat bit for bit
