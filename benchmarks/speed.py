@@ -19,7 +19,9 @@ Three tables, each written as markdown with the machine, versions and command:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -32,7 +34,7 @@ import torch
 import rnlib
 from rnlib import bench
 from rnlib.deploy import fuse_batchnorm
-from rnlib.runtime import Autocast, native_bf16
+from rnlib.runtime import BF16_CAPABILITIES, Autocast, native_bf16
 
 MODELS = {  # row name: (registry name, backbone)
     "RefineNet-101": ("refinenet", "resnet101"),
@@ -314,6 +316,16 @@ def recipe_table(args) -> tuple[list[str], str]:
     return rows, note
 
 
+def _cpu() -> str:
+    """The processor's name and what it computes natively in bfloat16, as torch sees it."""
+    info = Path("/proc/cpuinfo")
+    names = re.findall(r"model name\s*:\s*(.+)", info.read_text()) if info.exists() else []
+    capabilities = torch.cpu.get_capabilities()
+    bf16 = [k for k in BF16_CAPABILITIES if capabilities.get(k)]
+    return (f"{names[0] if names else platform.processor() or platform.machine()} "
+            f"({os.cpu_count()} cores; native bfloat16: {', '.join(bf16) or 'none'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -337,14 +349,15 @@ def main() -> None:
     args.mode = args.mode or ("throughput" if args.device.startswith("cuda") else "latency")
     args.models = args.models or (GPU_MODELS if args.mode == "throughput" else list(MODELS))
     table = {"latency": latency_table, "throughput": throughput_table, "recipe": recipe_table}
+    load = os.getloadavg()[0]
     rows, note = table[args.mode](args)
-    machine = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-               else platform.processor() or platform.machine())
+    machine = (torch.cuda.get_device_name() if args.device.startswith("cuda") else _cpu())
     kind = torch.device(args.device).type
     text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\nMachine: {machine}, "
-            f"{torch.get_num_threads()} CPU threads; torch {torch.__version__}; command: "
-            f"`python benchmarks/speed.py {' '.join(sys.argv[1:])}`; medians of {args.repeats} "
-            f"runs.\n{note}\n\n" + "\n".join(rows) + "\n")
+            f"{torch.get_num_threads()} CPU threads; torch {torch.__version__}; load average "
+            f"(1 min, shared machine) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+            f"end; command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`; medians of "
+            f"{args.repeats} runs.\n{note}\n\n" + "\n".join(rows) + "\n")
     print(text)
     name = f"{kind}_{'recipe' if args.mode == 'recipe' else 'speed'}.md"
     out = Path(args.out or Path(__file__).parent / name)

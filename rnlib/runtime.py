@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["choose_device", "native_bf16", "amp_dtype", "Autocast", "Runtime", "StopSignals"]
+__all__ = ["choose_device", "BF16_CAPABILITIES", "native_bf16", "amp_dtype", "Autocast", "Runtime",
+           "StopSignals"]
 
 
 def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
