@@ -112,3 +112,17 @@ def test_scaling_script_writes_its_tables_and_plot(tmp_path):
               if line.startswith("| FCN-8s-101 |")][0].split("|")
     assert float(memory[2]) > 0 and float(memory[3]) > float(memory[2])  # grows with the side
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+def test_onednn_profile_sums_the_measured_pass_by_primitive(tmp_path):
+    profile = _script("profile_onednn")
+    warm = ("onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:acdb::f0 "
+            "dst:f32::blocked:Acdb64a::f0,attr-scratchpad:user,,64x3x7x7,9.0")
+    conv = ("onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,"
+            "forward_training,src:f32::blocked:acdb::f0 wei:f32:a:blocked:Acdb64a::f0 "
+            "dst:f32::blocked:acdb::f0,attr-scratchpad:user,alg:convolution_direct,"
+            "mb1_ic3oc64_ih64oh32kh7sh2dh0ph3_iw64ow32kw7sw2dw0pw3,2.5")
+    events = profile._parse("\n".join([warm, profile.MARK, warm.replace("9.0", "0.5"), conv]))
+    assert [(e["kind"], e["ms"]) for e in events] == [("reorder", 0.5), ("convolution", 2.5)]
+    assert profile._formats(events[0]["formats"]) == "src f32 acdb, dst f32 Acdb64a"
+    assert events[1]["shape"].startswith("mb1_ic3oc64")
