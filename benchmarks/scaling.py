@@ -143,6 +143,7 @@ def plot(results: dict[str, dict[str, list[float]]], sides: list[int], path: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, ScalarFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (key, label) in zip(axes, (("latency", "latency (ms)"),
@@ -152,6 +153,8 @@ def plot(results: dict[str, dict[str, list[float]]], sides: list[int], path: Pat
         ax.set(xscale="log", yscale="log", xlabel="input side (pixels)", ylabel=label,
                title=f"{label.split(' (')[0]}, batch 1, fp32")
         ax.set_xticks(sides, [str(s) for s in sides])
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100 ...
+        ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.minorticks_off()
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
@@ -179,14 +182,15 @@ def main() -> None:
         return
     if len(args.sides) < 2:
         parser.error("--sides: give at least two sides to fit an exponent")
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     results = measure(args.models, args.sides, args.repeats, args.backbone)
     out = Path(args.out)
     plot(results, args.sides, out.with_suffix(".png"))
     text = (f"# Cost against the input's side\n\nMade by `python benchmarks/scaling.py "
             f"{' '.join(sys.argv[1:])}` on {platform.machine()}, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}, in "
-            f"{time.perf_counter() - started:.0f} s.\n"
+            f"{time.perf_counter() - started:.0f} s; load average (1 min, shared machine) "
+            f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.\n"
             f"Random weights, 21 classes; inference, batch 1, eval mode, fp32, channels_last. "
             f"Latency: median of {args.repeats} passes (of {max(1, args.repeats // 2)} from "
             f"{FEWER_AT} up), all models and sides interleaved round by round. Peak memory: the "
