@@ -104,13 +104,17 @@ def main() -> None:
         name, backbone, size, last = args.child
         _child(name, backbone, int(size), bool(int(last)))
         return
+    load = os.getloadavg()[0]
     sections = [report("refinenet", "resnet101", args.size, True),
                 report("refinenet", "resnet101", args.size, False),
                 report("tv-fcn", "resnet50", args.size, True)]
     text = (f"# Inside the convolutions: oneDNN's primitives\n\nMade by `python benchmarks/"
             f"profile_onednn.py {' '.join(sys.argv[1:])}` on {platform.machine()}, torch "
             f"{torch.__version__}, {torch.get_num_threads()} threads; one warm pass with "
-            f"ONEDNN_VERBOSE=1.\n\n" + "\n\n".join(sections) + "\n")
+            f"ONEDNN_VERBOSE=1; load average (1 min, shared machine) {load:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end. oneDNN's times include its logging and "
+            f"the other processes' share of the cores: read the shares and the formats, not the "
+            f"milliseconds.\n\n" + "\n\n".join(sections) + "\n")
     print(text)
     args.out.write_text(text)
 
