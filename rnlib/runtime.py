@@ -85,11 +85,12 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 class Autocast(nn.Module):
     """``model`` run under autocast in ``dtype`` (from :func:`amp_dtype`), giving float32
     logits: how ``rnlib eval``, ``rnlib bench`` and exported files run a model in bf16 or fp16.
-    The weights stay float32 and are ``model``'s own."""
+    The weights stay float32 and are ``model``'s own; so is the mode (train or eval)."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
         self.model, self.dtype = model, dtype
+        self.train(model.training)  # a new module is in training mode: take the model's
         self.in_channels = getattr(model, "in_channels", 3)
         self.num_classes = getattr(model, "num_classes", None)
 

@@ -90,6 +90,15 @@ def test_autocast_runs_the_model_in_bf16_and_gives_float32():
     assert Autocast(model, torch.bfloat16).in_channels == 3
 
 
+def test_autocast_keeps_the_models_mode_through_a_measurement():
+    from rnlib.bench import measure
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Dropout(0.5)).eval()
+    assert not Autocast(model, torch.bfloat16).training
+    measure("probe", model, (16, 16), repeats=1, memory=False, amp_dtype=torch.bfloat16)
+    assert not model.training and not model[1].training  # dropout stays off afterwards
+
+
 def test_evaluate_runs_under_the_amp_it_is_given():
     model = _Probe()
     batches = [(torch.randn(2, 3, 8, 8), torch.randint(0, 2, (2, 8, 8)))]
