@@ -19,6 +19,7 @@ Three tables, each written as markdown with the machine, versions and command:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,7 @@ import torch
 import rnlib
 from rnlib import bench
 from rnlib.deploy import fuse_batchnorm
+from rnlib.runtime import Autocast, native_bf16
 from rnlib.tables import made_by, markdown_table
 
 MODELS = {  # row name: (registry name, backbone)
@@ -67,13 +69,15 @@ def latency_table(args) -> tuple[str, str]:
     round; then memory and a training step per model."""
     args.size = args.size or 512
     size, train_size = (args.size, args.size), (args.size // 2, args.size // 2)
+    bf16 = _native_bf16(args.device)
     ceiling = bench.conv_ceiling(args.device, channels_last=True)
     plain = {name: _build(name, args.device).eval() for name in args.models}
     folded = {name: fuse_batchnorm(model) for name, model in plain.items()}
     variants = {(name, kind): (model, last) for name in args.models
                 for kind, model, last in [("nchw", plain[name], False),
                                           ("last", plain[name], True),
-                                          ("optimized", folded[name], True)]}
+                                          ("optimized", folded[name], True)]
+                + ([("bf16", Autocast(folded[name], torch.bfloat16), True)] if bf16 else [])}
     times = {key: [] for key in variants}
     for round_ in range(args.repeats):  # interleaved: a shared machine's drift hits all alike
         for key, (model, last) in variants.items():
@@ -83,16 +87,16 @@ def latency_table(args) -> tuple[str, str]:
     ceiling = max(ceiling, bench.conv_ceiling(args.device, channels_last=True))  # after warm-up
     results = {}
     for name in args.models:
-        median = {kind: statistics.median(times[name, kind])
-                  for kind in ("nchw", "last", "optimized")}
+        median = {kind: statistics.median(times[key]) for key in variants if key[0] == name
+                  for kind in key[1:]}
         results[name] = dict(median, best=min(median["nchw"], median["last"]),
                              flops=bench.count_flops(plain[name], size),
                              params=bench.count_parameters(plain[name]),
-                             memory=bench.peak_memory(folded[name], size, channels_last=True))
+                             memory=bench.peak_memory(folded[name], size, channels_last=True),
+                             gap=_logit_gap(folded[name], size) if bf16 else None)
         del folded[name]
-        model = plain.pop(name).train()
-        results[name]["step"] = bench.measure_train_step(model, train_size, 2,
-                                                         repeats=args.repeats, channels_last=True)
+        results[name].update(_train_steps(plain.pop(name), train_size, args.repeats,
+                                          [None, torch.bfloat16] if bf16 else [None]))
     reference = "tv fcn_resnet50" if "tv fcn_resnet50" in results else args.models[0]
     ref = results[reference]
     header = ["model", "params (M)", f"GMACs@{args.size}", "plain NCHW (ms)",
@@ -109,6 +113,8 @@ def latency_table(args) -> tuple[str, str]:
                      f"{r['optimized']:.0f}", f"{r['optimized'] / ref['optimized']:.2f}x",
                      f"{rate:.0f}", f"{100 * rate / ceiling:.0f}%", f"{r['memory']:.0f}",
                      f"{r['step']:.0f}"])
+    tables = markdown_table(header, rows) + "\n\n" + (_bf16_table(results, train_size) if bf16 else
+        "bfloat16: not measured, this CPU does not compute it natively (rnlib.runtime.native_bf16)")
     note = (f"Random weights, 21 classes. Inference at {args.size}x{args.size}, batch 1, under "
             f"torch.inference_mode; the model variants interleaved round by round, medians. "
             f"Plain: the model as build_model gives it, in NCHW and in channels_last; its ratio "
@@ -117,8 +123,72 @@ def latency_table(args) -> tuple[str, str]:
             f"{reference}. The authors' ratios: their released PyTorch code on this kind of "
             f"machine, plain, best format (docs/design.md). GFLOP/s and the share of the "
             f"convolution ceiling (3x3 conv 256->256, 56x56, batch 8, channels_last, fastest of "
-            f"10, measured in the same run: {ceiling:.0f} GFLOP/s) are of the optimized model.")
-    return markdown_table(header, rows), note
+            f"10, measured in the same run: {ceiling:.0f} GFLOP/s) are of the optimized model. "
+            f"bf16: the optimized model under torch.autocast('cpu', torch.bfloat16), interleaved "
+            f"with the others; its logits' largest difference from the optimized fp32 model's on "
+            f"one random image, over the largest fp32 logit. Training steps (SGD, fp32 and bf16 "
+            f"autocast, channels_last) alternate round by round after a warm-up step each.")
+    if args.checkpoint:
+        note += " " + _miou_change(args.checkpoint)
+    return tables, note
+
+
+def _native_bf16(device: str) -> bool:
+    return torch.device(device).type == "cpu" and native_bf16()
+
+
+def _train_steps(model: torch.nn.Module, size: tuple[int, int], repeats: int,
+                 dtypes: list[torch.dtype | None]) -> dict[str, float]:
+    """Median ms of a training step (batch 2) per autocast dtype, alternating round by round."""
+    model.train()
+    for dtype in dtypes:  # warm-up: oneDNN builds its kernels for each number format once
+        bench.measure_train_step(model, size, 2, repeats=1, warmup=0, channels_last=True,
+                                 amp_dtype=dtype)
+    times = {dtype: [] for dtype in dtypes}
+    for _ in range(repeats):
+        for dtype in dtypes:
+            times[dtype].append(bench.measure_train_step(
+                model, size, 2, repeats=1, warmup=0, channels_last=True, amp_dtype=dtype))
+    return {"step" if dtype is None else "step_bf16": statistics.median(values)
+            for dtype, values in times.items()}
+
+
+def _logit_gap(model: torch.nn.Module, size: tuple[int, int]) -> float:
+    """Largest |bf16 - fp32| logit over the largest |fp32| logit, one random image."""
+    x = torch.randn(1, 3, *size, device=next(model.parameters()).device).contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fp32 = model(x).float()
+        low = Autocast(model, torch.bfloat16)(x)
+    return ((low - fp32).abs().max() / fp32.abs().max()).item()
+
+
+def _bf16_table(results: dict[str, dict], train_size: tuple[int, int]) -> str:
+    side = f"{train_size[0]}x{train_size[1]} b2"
+    header = ["model", "optimized fp32 (ms)", "bf16 (ms)", "bf16 / fp32",
+              "max difference / max logit", f"train step {side} fp32 (ms)",
+              "train step bf16 (ms)", "bf16 / fp32"]
+    rows = [[name, f"{r['optimized']:.0f}", f"{r['bf16']:.0f}", f"{r['bf16'] / r['optimized']:.2f}",
+             f"{r['gap']:.1e}", f"{r['step']:.0f}", f"{r['step_bf16']:.0f}",
+             f"{r['step_bf16'] / r['step']:.2f}"] for name, r in results.items()]
+    return markdown_table(header, rows)
+
+
+def _miou_change(checkpoint: str) -> str:
+    """The test-split mIoU of a trained checkpoint in fp32 and in bf16 autocast."""
+    from rnlib.checkpoint import load_checkpoint
+    from rnlib.config import TrainConfig
+    from rnlib.runs import evaluate_checkpoint
+
+    config = TrainConfig.from_dict(load_checkpoint(checkpoint)["config"])
+    miou = {amp: evaluate_checkpoint(checkpoint, config=replace(config, amp=amp, device="cpu"),
+                                     split=config.test_split, progress=False)[0].miou
+            for amp in ("off", "bf16")}
+    return (f"A trained model ({checkpoint}: {config.model}, {config.backbone}, "
+            f"{config.model_options}, trained by `rnlib train --preset cpu-quick`), evaluated on "
+            f"the {config.test_split} split: mIoU {100 * miou['off']:.2f} in fp32, "
+            f"{100 * miou['bf16']:.2f} in bf16 (change {100 * (miou['bf16'] - miou['off']):+.2f} "
+            f"points).")
 
 
 def _amp_dtype(device: str) -> torch.dtype:
@@ -259,6 +329,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="throughput: images per batch")
     parser.add_argument("--compile", action="store_true", help="throughput: add torch.compile")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpoint", help="latency: also a trained checkpoint's test mIoU "
+                                             "in fp32 and in bf16")
     parser.add_argument("--out", help="default: benchmarks/{device}_{speed,recipe}.md")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -267,11 +339,13 @@ def main() -> None:
     args.mode = args.mode or ("throughput" if args.device.startswith("cuda") else "latency")
     args.models = args.models or (GPU_MODELS if args.mode == "throughput" else list(MODELS))
     table = {"latency": latency_table, "throughput": throughput_table, "recipe": recipe_table}
+    load = os.getloadavg()[0]
     tables, note = table[args.mode](args)
     kind = torch.device(args.device).type
     command = " ".join(["python benchmarks/speed.py", *sys.argv[1:]])
-    text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\n{made_by(command)} Medians of "
-            f"{args.repeats} runs.\n{note}\n\n{tables}\n")
+    text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\n{made_by(command)} Load average "
+            f"(1 min, shared machine) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+            f"end. Medians of {args.repeats} runs.\n{note}\n\n{tables}\n")
     print(text)
     name = f"{kind}_{'recipe' if args.mode == 'recipe' else 'speed'}.md"
     out = Path(args.out or Path(__file__).parent / name)

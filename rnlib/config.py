@@ -28,7 +28,7 @@ __all__ = ["TrainConfig", "PRESETS", "make_config", "with_model", "load_config_f
            "dump_config", "plain"]
 
 OPTIMIZERS = ("adamw", "sgd")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES = ("auto", "on", "off", "bf16", "fp16")  # rnlib.runtime.amp_dtype
 MAX_TIME_BUDGET_S = 365 * 24 * 3600.0  # longer is a typo (or inf), not a training run
 
 
@@ -86,7 +86,7 @@ class TrainConfig:
     warmup_steps: int = _result(0)  # the learning rate rises linearly over these first steps
     freeze_bn: bool = _result(False)
     sync_bn: bool = _result(False)  # SyncBatchNorm across the processes of a distributed run
-    amp: str = _result("auto")  # "auto" (bf16/fp16 on CUDA, off on CPU), "off", "bf16", "fp16"
+    amp: str = _result("auto")  # auto (AMP on CUDA, fp32 on CPU), on, off, bf16, fp16
     channels_last: bool = _result(True)
     compile: bool = _operational(False)  # torch.compile the training forward (GPU: faster)
     # epochs between evaluations on val_split, 0 = only at the end; recorded as 0, as the

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .blocks import resize
 from .constants import IGNORE_INDEX
 from .metrics import BoundaryFScore, ConfusionMatrix
+from .runtime import Autocast
 
 __all__ = ["EvalResult", "predict", "evaluate"]
 
@@ -54,14 +55,17 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
              device: torch.device | str | None = None, ignore_index: int = IGNORE_INDEX,
              progress: bool = False, channels_last: bool = False,
              reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             stop: Callable[[], bool] | None = None) -> EvalResult:
+             stop: Callable[[], bool] | None = None,
+             amp_dtype: torch.dtype | None = None) -> EvalResult:
     """Evaluate ``model`` on (images, masks) batches, e.g. a DataLoader (images of mixed sizes:
     ``collate_fn=rnlib.data.pad_collate``, whose padding the ignore index keeps out of every
-    metric). ``reduce`` sums the counts of the processes that shared the data. When ``stop()``
-    turns true (a stop signal), evaluation ends before the next batch with KeyboardInterrupt."""
+    metric). ``reduce`` sums the counts of the processes that shared the data; ``amp_dtype``
+    runs the model under autocast (:func:`rnlib.runtime.amp_dtype`). When ``stop()`` turns
+    true (a stop signal), evaluation ends before the next batch with KeyboardInterrupt."""
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
     model.eval()
+    net = Autocast(model, amp_dtype) if amp_dtype is not None else model
     cm = ConfusionMatrix(num_classes, ignore_index)
     bf = BoundaryFScore(num_classes, ignore_index=ignore_index)
     for images, masks in tqdm(batches, desc="eval", disable=None if progress else True,
@@ -72,7 +76,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         images = images.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        pred = predict(model, images, scales, flip).argmax(1).cpu()
+        pred = predict(net, images, scales, flip).argmax(1).cpu()
         cm.update(pred, masks)
         bf.update(pred, masks)
     model.train(was_training)

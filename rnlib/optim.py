@@ -1,4 +1,4 @@
-"""The optimizer, its parameter groups, the learning-rate schedule and mixed precision.
+"""The optimizer, its parameter groups and the learning-rate schedule.
 
 RefineNet's recipe (Lin et al., §4): SGD with momentum, a lower learning rate for the pretrained
 backbone than for the new decoder, and a poly schedule; AdamW is the quick alternative. A model
@@ -16,7 +16,7 @@ from torch import nn
 from .config import TrainConfig
 
 __all__ = ["Schedule", "poly_lr", "parameter_groups", "build_optimizer", "build_scheduler",
-           "amp_dtype", "freeze_batchnorm"]
+           "freeze_batchnorm"]
 
 Schedule = Callable[[int, int, float, float], float]  # (step, total_steps, base_lr, power) -> lr
 
@@ -79,12 +79,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: Callable[[], 
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` is bf16 (fp16 where the GPU lacks bf16) on CUDA, none on
-    the CPU (bf16 autocast gained nothing there: benchmarks/cpu_recipe.md)."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16

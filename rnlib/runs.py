@@ -29,7 +29,7 @@ from .memory import check_run_memory
 from .models import build_model
 from .optim import Schedule, poly_lr
 from .rundir import start_rule
-from .runtime import Runtime, choose_device
+from .runtime import Runtime, amp_dtype, choose_device
 from .seeding import INIT, derive_seed, seeded
 from .train import Trainer
 
@@ -84,6 +84,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     the crops need are checked before any data is made; the folder is locked while training
     (:meth:`Trainer.fit`)."""
     runtime = Runtime.start(config.device)
+    amp_dtype(config.amp, runtime.device)  # an AMP the device cannot run: refused now
     check_run_memory(config, runtime.device)
     start_rule(out_dir, resume, overwrite)  # again under the folder's lock, in fit
     with runtime.main_first():  # one process makes a dataset's cache
@@ -143,12 +144,13 @@ def evaluate_checkpoint(checkpoint: str | Path, *, config: TrainConfig | None = 
     config's dataset), in batches of the config's size (images of mixed sizes are padded with
     the ignore label); returns the result and the class names."""
     model, config = load_trained(checkpoint, config)
+    device = choose_device(config.device)
+    amp = amp_dtype(config.amp, device)  # an AMP the device cannot run: refused here
     source = make_source(config, split or config.val_split)
     config = resolve_classes(config, source)
     data = SegmentationDataset(source, config.num_classes, eval_transform())
     loader = DataLoader(data, batch_size=config.batch_size, collate_fn=pad_collate,
                         num_workers=config.num_workers)
-    result = evaluate(model.to(choose_device(config.device)), loader, config.num_classes,
-                      scales=scales, flip=flip, progress=progress,
-                      channels_last=config.channels_last)
+    result = evaluate(model.to(device), loader, config.num_classes, scales=scales, flip=flip,
+                      progress=progress, channels_last=config.channels_last, amp_dtype=amp)
     return result, class_names(source, config.num_classes)

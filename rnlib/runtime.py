@@ -1,5 +1,10 @@
-"""Where a run runs: its device, its processes (one, or several under ``torchrun``), and the
-signals that ask it to stop.
+"""Where a run runs: its device, the number format it computes in (AMP), its processes (one,
+or several under ``torchrun``), and the signals that ask it to stop.
+
+Mixed precision (``--amp``, ``TrainConfig.amp``) follows the processor: fp16 with a gradient
+scaler on a CUDA GPU, bfloat16 on a CPU that computes it natively (AVX512-BF16 or AMX on x86,
+the BF16 extension on Arm). A CPU without it would emulate bfloat16 and run slower than fp32,
+so AMP is refused there.
 
 One process per GPU (or per CPU share) under ``torchrun``, with PyTorch's own
 DistributedDataParallel: ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``, and
@@ -18,8 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["choose_device", "Runtime", "StopSignals"]
+__all__ = ["choose_device", "BF16_CAPABILITIES", "native_bf16", "amp_dtype", "Autocast", "Runtime",
+           "StopSignals"]
 
 
 def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -38,6 +45,58 @@ def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
+
+
+# the CPU capabilities (torch.cpu.get_capabilities) that compute bfloat16 in hardware
+BF16_CAPABILITIES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively, as PyTorch's own query of the processor
+    (``torch.cpu.get_capabilities``) reports it: AVX512-BF16 or AMX-BF16 on x86, BF16 on Arm."""
+    capabilities = torch.cpu.get_capabilities()
+    return any(capabilities.get(name, False) for name in BF16_CAPABILITIES)
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an AMP setting on ``device`` (None: fp32).
+
+    ``on`` (the ``--amp`` flag): fp16 on CUDA (the Trainer adds a gradient scaler), bf16 on a
+    CPU that computes it natively. ``auto`` (the default): bf16 on CUDA (fp16 where the GPU
+    lacks bf16), fp32 on the CPU (the course's results are recorded in fp32; README, Speed).
+    ``bf16`` and ``fp16`` as named; ``off``: fp32. bf16 on a CPU without native support and
+    fp16 on any CPU are refused with a ValueError that says why.
+    """
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if amp == "fp16":
+        raise ValueError("amp fp16 is for CUDA GPUs; on the CPU use --amp (bfloat16) or amp off")
+    if not native_bf16():
+        raise ValueError("--amp on this CPU: it has no native bfloat16 (no AVX512-BF16 or AMX; "
+                         "torch.cpu.get_capabilities()), so bf16 would be emulated and slower "
+                         "than fp32; drop --amp (amp off)")
+    return torch.bfloat16
+
+
+class Autocast(nn.Module):
+    """``model`` run under autocast in ``dtype`` (from :func:`amp_dtype`), giving float32
+    logits: how ``rnlib eval``, ``rnlib bench`` and exported files run a model in bf16 or fp16.
+    The weights stay float32 and are ``model``'s own; so is the mode (train or eval)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+        self.train(model.training)  # a new module is in training mode: take the model's
+        self.in_channels = getattr(model, "in_channels", 3)
+        self.num_classes = getattr(model, "num_classes", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x).float()
 
 
 @dataclass

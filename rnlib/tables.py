@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
+
+from .runtime import BF16_CAPABILITIES
 
 __all__ = ["markdown_table", "machine", "made_by"]
 
@@ -20,12 +24,22 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     return "\n".join([line(header), "|---" * len(header) + "|", *map(line, rows)])
 
 
+def _processor() -> str:
+    """The processor's name (Linux: /proc/cpuinfo; else what platform knows)."""
+    info = Path("/proc/cpuinfo")
+    names = re.findall(r"model name\s*:\s*(.+)", info.read_text()) if info.exists() else []
+    return names[0].strip() if names else platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    """This machine as a table's provenance names it: the CPU, its cores, the GPU, torch and
-    its threads (timings depend on all of them)."""
+    """This machine as a table's provenance names it: the CPU, its cores and what it computes
+    natively in bfloat16 (as torch sees it), the GPU, torch and its threads (timings depend on
+    all of them)."""
+    capabilities = torch.cpu.get_capabilities()
+    bf16 = ", ".join(k for k in BF16_CAPABILITIES if capabilities.get(k)) or "none"
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    return (f"{_processor()} ({platform.machine()}, {os.cpu_count()} cores, native bfloat16: "
+            f"{bf16}), {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def made_by(command: str) -> str:

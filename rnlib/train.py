@@ -3,9 +3,9 @@
 The recipe follows RefineNet's (Lin et al., §4): cross-entropy with an ignore index, SGD with
 momentum (or AdamW), a lower learning rate for a pretrained backbone, a poly schedule. The
 Trainer composes small parts, each in a module of its own: the run's length
-(:mod:`rnlib.budget`), the optimizer, schedule and mixed precision (:mod:`rnlib.optim`),
-checkpoints (:mod:`rnlib.checkpoint`), seeds (:mod:`rnlib.seeding`), and the device, the
-processes and stop signals (:mod:`rnlib.runtime`).
+(:mod:`rnlib.budget`), the optimizer and schedule (:mod:`rnlib.optim`),
+checkpoints (:mod:`rnlib.checkpoint`), seeds (:mod:`rnlib.seeding`), and the device, mixed
+precision, the processes and stop signals (:mod:`rnlib.runtime`).
 
 Nothing is lost: a checkpoint is written at the end of every epoch, every ``save_every_steps``
 steps or ``save_every_minutes`` minutes, and at the current step when Ctrl-C or SIGTERM arrives,
@@ -42,14 +42,13 @@ from .evaluate import EvalResult, evaluate
 from .history import History
 from .optim import (
     Schedule,
-    amp_dtype,
     build_optimizer,
     build_scheduler,
     freeze_batchnorm,
     poly_lr,
 )
 from .rundir import RunFolder, RunLock, start_rule
-from .runtime import Runtime, StopSignals
+from .runtime import Runtime, StopSignals, amp_dtype
 from .seeding import DROPOUT, SeededSamples, derive_seed
 
 __all__ = ["TrainConfig", "PRESETS", "Trainer", "NonFiniteLossError", "TrainingInterrupted",
@@ -186,6 +185,7 @@ class Trainer:
         self.config, self.out_dir = config, Path(out_dir)
         self.runtime = Runtime.start(config.device)
         self.device, self.progress = self.runtime.device, progress and self.runtime.is_main
+        self.amp_dtype = amp_dtype(config.amp, self.device)  # refused here on a CPU without bf16
         self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
         self.model = _batch_norm(model, config, self.runtime).to(self.device,
                                                                   memory_format=self.memory_format)
@@ -194,7 +194,6 @@ class Trainer:
         self.batch = _process_batch(config.batch_size, self.runtime.world_size, len(train_set))
         self.batches = _EpochBatches(self.train_set, self.batch, self.runtime, config)
         self.steps_per_epoch = self.batches.steps_per_epoch
-        self.amp_dtype = amp_dtype(config.amp, self.device)
         self.optimizer, self.scheduler, self.scaler, self.budget = _optimization(
             self.model, config, self.steps_per_epoch, schedule, self.device, self.amp_dtype)
         self.step, self.train_seconds = 0, 0.0
@@ -331,7 +330,7 @@ class Trainer:
         stop = None if signals is None or self.runtime.distributed else signals.asked
         return evaluate(self.model, loader, self.config.num_classes, device=self.device,
                         channels_last=self.config.channels_last, reduce=self.runtime.all_reduce,
-                        stop=stop)
+                        stop=stop, amp_dtype=self.amp_dtype)
 
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),

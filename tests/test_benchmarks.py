@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnlib.runtime import native_bf16
+
 SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
@@ -35,6 +37,8 @@ def test_speed_script_writes_its_table(mode, expected, tmp_path):
     for fragment in expected:
         assert fragment in text, (fragment, text)
     assert f"speed.py --mode {mode}" in text  # the command that reproduces it
+    if mode == "latency":  # bfloat16 where the CPU computes it natively, else said so
+        assert ("max difference / max logit" if native_bf16() else "not measured") in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
@@ -76,3 +80,49 @@ def test_crp_probe_switches_chained_pooling_off_as_the_ablation_does():
             assert probe.added_ratio(model, batches) == [0.0] * 4
         torch.testing.assert_close(model(images), before)
     assert all(r > 0 for r in probe.added_ratio(model, batches))
+
+
+def _script(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_exponent_is_the_power_of_the_side():
+    scaling = _script("scaling")
+    sides = [256, 384, 512, 1024]
+    assert abs(scaling.exponent(sides, [3 * s**2 for s in sides]) - 2) < 1e-9
+    assert abs(scaling.exponent(sides, [0.5 * s**1.5 for s in sides]) - 1.5) < 1e-9
+
+
+def test_scaling_script_writes_its_tables_and_plot(tmp_path):
+    out = tmp_path / "scaling.md"
+    script = SPEED.parent / "scaling.py"
+    done = subprocess.run([sys.executable, str(script), "--models", "FCN-8s-101", "LW-RefineNet-50",
+                           "--backbone", "resnet18", "--sides", "96", "160", "--repeats", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    for fragment in ("### Latency (ms) by input side", "### Peak memory (MiB) by input side",
+                     "| FCN-8s-101 |", "| LW-RefineNet-50 |", "exponent k", "VmHWM"):
+        assert fragment in text, (fragment, text)
+    memory = [line for line in text.split("### Peak memory")[1].splitlines()
+              if line.startswith("| FCN-8s-101 |")][0].split("|")
+    assert float(memory[2]) > 0 and float(memory[3]) > float(memory[2])  # grows with the side
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+def test_onednn_profile_sums_the_measured_pass_by_primitive(tmp_path):
+    profile = _script("profile_onednn")
+    warm = ("onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:acdb::f0 "
+            "dst:f32::blocked:Acdb64a::f0,attr-scratchpad:user,,64x3x7x7,9.0")
+    conv = ("onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,"
+            "forward_training,src:f32::blocked:acdb::f0 wei:f32:a:blocked:Acdb64a::f0 "
+            "dst:f32::blocked:acdb::f0,attr-scratchpad:user,alg:convolution_direct,"
+            "mb1_ic3oc64_ih64oh32kh7sh2dh0ph3_iw64ow32kw7sw2dw0pw3,2.5")
+    events = profile._parse("\n".join([warm, profile.MARK, warm.replace("9.0", "0.5"), conv]))
+    assert [(e["kind"], e["ms"]) for e in events] == [("reorder", 0.5), ("convolution", 2.5)]
+    assert profile._formats(events[0]["formats"]) == "src f32 acdb, dst f32 Acdb64a"
+    assert events[1]["shape"].startswith("mb1_ic3oc64")

@@ -181,3 +181,34 @@ def test_export_speed_script_runs_at_a_tiny_size(tmp_path):
     for fragment in ("| LW-RefineNet-50 |", "ORT / eager NCHW", "onnxruntime",
                      "export_speed.py --size 64 --repeats 1 --models lw50"):
         assert fragment in text, (fragment, text)
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    config = json.loads(json.dumps(asdict(TrainConfig(  # plain data, tuples as lists
+        model="fcn8s", backbone="resnet18", num_classes=3, model_options={}))))
+    checkpoint = tmp_path / "last.pt"
+    torch.save({"model": _model("fcn8s").state_dict(), "config": config}, checkpoint)
+    return checkpoint
+
+
+def test_an_amp_export_computes_in_bf16_as_the_eager_model_does(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    report = export.export_checkpoint(_checkpoint(tmp_path), fmt="pt2", sizes=SIZES, amp="on")
+    assert "in bfloat16" in report.summary() and report.ok, report.summary()
+    program = torch.export.load(report.exported.path).module()
+    x = torch.randn(1, 3, *SIZES[0])
+    with torch.no_grad():
+        fp32 = _model("fcn8s")(x)
+        gap = (program(x) - fp32).abs().max() / fp32.abs().max()
+    assert 1e-4 < gap < 5e-2  # bf16 rounding: more than float32's, less than a real fault
+
+
+def test_an_amp_export_to_onnx_or_on_a_cpu_without_bf16_is_refused(tmp_path, monkeypatch):
+    checkpoint = _checkpoint(tmp_path)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    with pytest.raises(ExportError, match="ONNX Runtime has no bfloat16 convolutions"):
+        export.export_checkpoint(checkpoint, fmt="onnx", amp="on")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    with pytest.raises(ValueError, match="no native bfloat16"):
+        export.export_checkpoint(checkpoint, fmt="pt2", amp="on")
+    assert not (tmp_path / "last.pt2").exists()

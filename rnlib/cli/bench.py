@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import AMP_MODES
 from .options import pairs, write_text
 
 
@@ -14,21 +15,24 @@ def _bench(args: argparse.Namespace) -> None:
     import torch
 
     from .. import bench, build_model
-    from ..runtime import choose_device
+    from ..runtime import amp_dtype, choose_device
 
     costs = []
     device = choose_device(args.device)
+    amp = amp_dtype(args.amp, device)
     for name in args.models:
         model = build_model(name, num_classes=args.num_classes, backbone=args.backbone,
                             **pairs(args.model_option, "--model-option")).to(device)
         costs.append(bench.measure(name, model, args.size, batch=args.batch,
                                    latency=not args.no_latency, memory=not args.no_memory,
-                                   channels_last=args.channels_last, repeats=args.repeats))
+                                   channels_last=args.channels_last, repeats=args.repeats,
+                                   amp_dtype=amp))
         print(f"measured {name}", file=sys.stderr)
     table = bench.format_table(costs, reference=args.reference)
     h, w = args.size
     title = (f"{args.backbone}, {args.num_classes} classes, input {h}x{w}, batch {args.batch}, "
              f"{device}, {'channels_last' if args.channels_last else 'NCHW'}, "
+             f"{str(amp or torch.float32).removeprefix('torch.')}, "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     text = f"{title}\n\n{table}\n"
     print(text)
@@ -49,6 +53,9 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--amp", nargs="?", const="on", default="off", choices=AMP_MODES,
+                   help="mixed precision (rnlib.runtime.amp_dtype); --amp alone: fp16 on CUDA, "
+                        "bf16 on a CPU that computes it natively, refused on others")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-latency", action="store_true", help="only parameters and FLOPs")
     p.add_argument("--no-memory", action="store_true")

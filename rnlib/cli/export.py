@@ -12,7 +12,8 @@ def _run_export_command(args: argparse.Namespace) -> None:
     report = export.export_checkpoint(args.checkpoint, args.out, fmt=args.format,
                                       fold_bn=args.fold_bn,
                                       sizes=args.size or export.VERIFY_SIZES,
-                                      min_side=args.min_side, tolerance=args.tolerance)
+                                      min_side=args.min_side, tolerance=args.tolerance,
+                                      amp=args.amp or "off")
     print(report.summary())
     if not report.ok:
         raise export.ExportError(
@@ -43,6 +44,9 @@ def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-side", type=int, metavar="N",
                    help=f"smallest height and width the file accepts (default: {export.MIN_SIDE}, "
                         f"raised when the model needs more)")
+    p.add_argument("--amp", nargs="?", const="on", choices=("on", "bf16", "off"),
+                   help="--amp alone: a .pt2 program that computes in bfloat16, on a CPU that "
+                        "computes it natively")
     p.add_argument("--tolerance", type=float, default=export.TOLERANCE,
                    help="largest accepted difference, relative to the largest eager logit "
                         "(default: %(default)g)")

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config import AMP_MODES
+
 
 def parse_value(text: str) -> object:
     """A command-line value: a Python literal (``3``, ``1e-3``, ``(64, 64)``, ``True``),
@@ -68,6 +70,10 @@ RUN_FLAGS: tuple[tuple[str, str, str | None, dict], ...] = (
     ("training", "--seed", "seed", dict(type=int)),
     ("training", "--device", "device", dict(help="auto, cpu, cuda, cuda:1 (default auto: cuda "
                                                  "when present)")),
+    ("training", "--amp", "amp", dict(
+        nargs="?", const="on", choices=AMP_MODES,
+        help="mixed precision (rnlib.runtime.amp_dtype); --amp alone: fp16 on CUDA, bf16 on a "
+             "CPU that computes it natively, refused on others")),
     ("training", "--compile", "compile", dict(
         action="store_const", const=True,
         help="torch.compile the training steps (worth it on a GPU)")),

@@ -32,6 +32,7 @@ from .formats import (
     ONNX_OPSET,
     TOLERANCE,
     VERIFY_SIZES,
+    ExportError,
     dynamic_shapes,
     file_format,
     need_onnx,
@@ -119,10 +120,14 @@ def _to_onnx(program: torch.export.ExportedProgram, opset: int, min_side: int, n
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
                       fmt: str = "pt2", fold_bn: bool = False,
                       sizes: Sequence[Sequence[int]] = VERIFY_SIZES,
-                      min_side: int | None = None, tolerance: float = TOLERANCE) -> ExportReport:
+                      min_side: int | None = None, tolerance: float = TOLERANCE,
+                      amp: str = "off") -> ExportReport:
     """Export the model of a checkpoint written by the Trainer (next to it, with the suffix
-    of ``fmt``, unless ``out`` is given) and verify it at ``sizes``."""
+    of ``fmt``, unless ``out`` is given) and verify it at ``sizes``. ``amp`` ("on", "bf16";
+    :func:`rnlib.runtime.amp_dtype` on the CPU) stores a .pt2 program that computes in
+    bfloat16 and is verified against the eager model under the same autocast."""
     from ..runs import load_trained
+    from ..runtime import Autocast, amp_dtype
 
     checkpoint = Path(checkpoint)
     fmt = file_format(fmt)
@@ -130,8 +135,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
                        (f".{fmt}",), f"a {fmt} file")  # before anything is read or written
     sizes = [tuple(s) for s in sizes]
     check_sizes(sizes, min_side or MIN_SIDE, "an exported model")  # before minutes of export
+    dtype = amp_dtype(amp, torch.device("cpu"))  # exported files run on the CPU
+    if dtype is not None and fmt == "onnx":
+        raise ExportError("ONNX Runtime has no bfloat16 convolutions on the CPU; export with "
+                          "--amp as --format pt2, or to ONNX without --amp")
     model, config = load_trained(checkpoint)
     name = f"{config.model} ({config.backbone}, {config.num_classes} classes)"
+    if dtype is not None:
+        model, name = Autocast(model, dtype), f"{name} in {str(dtype).removeprefix('torch.')}"
     exported = export_model(model, out, fmt=fmt, fold_bn=fold_bn, min_side=min_side, name=name)
     differences = verify_export(out, model, sizes)
     return ExportReport(exported, name, fold_bn, differences, tolerance)
