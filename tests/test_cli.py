@@ -124,7 +124,10 @@ def test_every_run_flag_sets_the_config_field_its_table_names(capsys):
     for _, flag, field, options in RUN_FLAGS:
         if field in ("dataset", "model", "backbone", "pretrained_backbone", "device"):
             continue  # names checked against what exists: their own tests
-        if field:
+        if field and "choices" in options:
+            argv += [flag, "off"]
+            expected[field] = "off"
+        elif field:
             kind = getattr(options.get("type"), "__name__", "int")
             argv += [flag] if options.get("action") else [flag, values[kind]]
             expected[field] = True if options.get("action") else float(values[kind])

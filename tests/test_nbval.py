@@ -33,7 +33,7 @@ def exercise(tmp_path):
 def test_nbval_fails_on_an_unsolved_notebook_with_the_exercises_hint(exercise):
     status, output = _nbval(exercise)
     assert status == 1
-    assert "NotImplementedError: Exercise 3.1: create self.conv1 (3x3, padding 1, bias)" in output
+    assert "NotImplementedError: Exercise 3.1: the two convolutions of panel (b)" in output
 
 
 def test_nbval_passes_once_the_exercises_are_solved(exercise):

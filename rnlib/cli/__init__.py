@@ -11,11 +11,8 @@ before any data is read or any step is trained.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from .bench import add_bench_command
 from .compare import add_compare_command
@@ -23,10 +20,10 @@ from .convert import add_convert_command
 from .data import add_data_command, add_models_command
 from .export import add_export_command
 from .grade import add_grade_command
+from .signals import exit_status, sigterm_interrupts
 from .train import add_eval_command, add_train_command
 
 __all__ = ["main", "build_parser"]
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,36 +44,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             args.run(args)
     except TrainingInterrupted as err:  # 130 for SIGINT, 143 for SIGTERM
         print(f"rnlib {args.command}: {err}", file=sys.stderr)
-        raise SystemExit(128 + err.signum) from None
+        raise SystemExit(exit_status(err)) from None
     except KeyboardInterrupt as err:  # outside training: temporary files are removed as it ends
         print(f"rnlib {args.command}: interrupted; nothing half-written was kept: run the "
               f"command again", file=sys.stderr)
-        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
+        raise SystemExit(exit_status(err)) from None
     except (ValueError, FileNotFoundError, OSError, FloatingPointError, DataError,
             MemoryError) as err:
         raise SystemExit(f"rnlib {args.command}: {err or type(err).__name__}") from err
-
-
-class _Terminated(KeyboardInterrupt):
-    signum = signal.SIGTERM
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM as a KeyboardInterrupt (training takes it over as a stop request): the command
-    unwinds, removing its temporary files, instead of dying where it stands."""
-    def terminate(signum: int, frame: object) -> None:
-        raise _Terminated
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

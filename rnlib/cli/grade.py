@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
 from .. import grade
 from ..grade import Report
+from .signals import exit_status, sigterm_interrupts
 
 
 def _positive(text: str) -> float:
@@ -18,13 +18,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def _stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the grader as Ctrl-C does
-
-
 def _grade_command(args: argparse.Namespace) -> None:
-    from . import EXIT_INTERRUPTED
-
     done: list[Report] = []
 
     def finished(report: Report) -> None:  # results are out as each notebook finishes
@@ -35,18 +29,16 @@ def _grade_command(args: argparse.Namespace) -> None:
         if args.csv:
             grade.write_csv(done, args.csv)
 
-    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        grade.grade_notebooks(args.notebooks, cell_timeout=args.cell_timeout,
-                        notebook_timeout=args.notebook_timeout, seed=args.seed,
-                        notebook=args.notebook, on_report=finished)
-    except KeyboardInterrupt:
+        with sigterm_interrupts():  # SIGTERM stops the grader as Ctrl-C does
+            grade.grade_notebooks(args.notebooks, cell_timeout=args.cell_timeout,
+                                  notebook_timeout=args.notebook_timeout, seed=args.seed,
+                                  notebook=args.notebook, on_report=finished)
+    except KeyboardInterrupt as err:
         saved = " and ".join(f for f in (args.json, args.csv) if f)
         print(f"rnlib grade: stopped after {len(done)} of {len(args.notebooks)} notebooks"
               + (f"; their results are in {saved}" if saved else ""), file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise SystemExit(exit_status(err)) from None
     if failed := grade.ungraded(done):
         raise SystemExit(f"rnlib grade: {len(failed)} of {len(done)} notebooks could not be "
                          "graded in full (see above)")
@@ -59,7 +51,8 @@ def add_grade_command(subparsers: Any) -> argparse.ArgumentParser:
         "grade", help="grade submitted notebooks exercise by exercise",
         description="Run each notebook from a private copy in a fresh kernel and check its "
                     "exercises; print a table per notebook as it finishes. Exit status 1 when "
-                    "a notebook could not be graded, 130 when stopped, else 0 whatever the "
+                    "a notebook could not be graded, 130 or 143 when stopped (SIGINT, "
+                    "SIGTERM), else 0 whatever the "
                     "verdicts.")
     p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="submitted .ipynb files")
     p.add_argument("--seed", type=int, help="hidden variants: other sizes, weights and inputs "

@@ -76,8 +76,9 @@ class _Namespaces:
         if everything:
             for value in namespace.values():
                 fn = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
-                if isinstance(fn, FunctionType):
+                while isinstance(fn, FunctionType):  # a decorated function, and what it wraps
                     self.code.append((fn, _code(fn)))
+                    fn = getattr(fn, "__wrapped__", None)
 
     def changes(self) -> Iterator[tuple[str, Any, str, Any]]:
         """(label, owner, key, saved value or _MISSING) for each changed entry."""
