@@ -76,3 +76,57 @@ def test_crp_probe_switches_chained_pooling_off_as_the_ablation_does():
             assert probe.added_ratio(model, batches) == [0.0] * 4
         torch.testing.assert_close(model(images), before)
     assert all(r > 0 for r in probe.added_ratio(model, batches))
+
+
+def _coarse_paths(monkeypatch):
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # it imports crp_probe from beside it
+    spec = importlib.util.spec_from_file_location("coarse_paths", benchmarks / "coarse_paths.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_coarse_paths_zeroes_one_path_as_zero_weights_do(stage, monkeypatch):
+    """benchmarks/coarse_paths.py: a path switched off computes what the model computes with
+    that path's adapting convolution zeroed by hand (its feature is then zero), it changes the
+    output, and the path comes back afterwards."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    by_hand = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                                widths=(16, 16)).eval()
+    by_hand.load_state_dict(model.state_dict())
+    torch.nn.init.zeros_(by_hand.decoder.adapt[str(stage)].weight)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        before = model(images)
+        with probe.path_zeroed(model, stage):
+            off = model(images)
+        torch.testing.assert_close(off, by_hand(images))
+        assert not torch.allclose(off, before)
+        torch.testing.assert_close(model(images), before)
+
+
+def test_coarse_paths_gradient_norms_reach_every_path_and_stage(monkeypatch):
+    """The gradient norms are measured at all four paths and stages, on a copy: the model's own
+    weights get no gradient and its batch-norm statistics do not move."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [(torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))]
+    norms = probe.gradient_norms(model, batches)
+    assert sorted(norms) == sorted([f"path layer{i}" for i in range(1, 5)]
+                                   + [f"layer{i}" for i in range(1, 5)])
+    assert all(0 < v < float("inf") for v in norms.values())
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
