@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 GRADIENT_BATCHES = 4  # the first batches of the training split, without augmentation
 # name -> (model options, steps); the preset's own steps are 200
+VERDICT = "## What the runs show"  # the file's hand-written reading, kept across re-runs
 VARIANTS: dict[str, tuple[dict[str, object], int]] = {
     "default (dropout 0.5)": ({}, 200),
     "dropout 0": ({"feature_dropout": 0.0}, 200),
@@ -171,6 +172,14 @@ def report(results: dict[str, list[dict[str, float]]], base: TrainConfig, comman
         f"{grads}\n")
 
 
+def write_keeping_verdict(path: Path, text: str) -> None:
+    """Write the tables to ``path``, keeping the hand-written part of the file there (from
+    :data:`VERDICT` on), which reads them: a re-run updates the tables, not the reading."""
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(VERDICT):] if VERDICT in old else ""
+    path.write_text(text + ("\n" + kept if kept else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(name, []).append(result)
             print(f"{name}, seed {seed}: {result}", file=sys.stderr, flush=True)
         text = report(results, base, command)  # after every seed: what is done so far
-        Path(args.out).write_text(text)
+        write_keeping_verdict(Path(args.out), text)
     print(text)
     return 0
 

@@ -130,3 +130,13 @@ def test_coarse_paths_gradient_norms_reach_every_path_and_stage(monkeypatch):
     assert all(p.grad is None for p in model.parameters()) and not model.training
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key])
+
+
+def test_coarse_paths_rewrites_its_tables_and_keeps_the_reading(tmp_path, monkeypatch):
+    probe = _coarse_paths(monkeypatch)
+    out = tmp_path / "coarse_paths.md"
+    probe.write_keeping_verdict(out, "# tables, first run\n")
+    assert out.read_text() == "# tables, first run\n"
+    out.write_text(out.read_text() + f"\n{probe.VERDICT}\n\nwhat they mean\n")
+    probe.write_keeping_verdict(out, "# tables, second run\n")
+    assert out.read_text() == f"# tables, second run\n\n{probe.VERDICT}\n\nwhat they mean\n"
