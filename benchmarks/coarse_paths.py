@@ -103,6 +103,43 @@ def gradient_norms(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch
     return {name: statistics.fmean(values) for name, values in sums.items()}
 
 
+def inside_blocks(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    """Per block of the 4-cascade, named by its backbone stage, over ``loader``: the share of
+    CRP's input above zero (what CRP's first ReLU lets through, §3.2), and where the block also
+    takes the previous block's output, the norm of that path's term in the fusion over the
+    backbone path's."""
+    sums: dict[str, list[float]] = {}
+
+    def add(key: str, part: float, whole: float) -> None:
+        total = sums.setdefault(key, [0.0, 0.0])
+        total[0] += part
+        total[1] += whole
+
+    def live(stage: str):
+        return lambda module, inputs: add(f"live {stage}", float((inputs[0] > 0).sum()),
+                                          inputs[0].numel())
+
+    def fused(stage: str, which: int):
+        def hook(module, inputs, out):
+            square = float(out.square().sum())
+            add(f"cascade/backbone {stage}", *((0.0, square) if which == 0 else (square, 0.0)))
+        return hook
+
+    handles = []
+    for block, stage in zip(model.decoder.blocks, reversed(STAGES)):
+        handles.append(block.pool.register_forward_pre_hook(live(stage)))
+        if len(block.in_channels) == 2:  # [backbone path, the previous block's output]
+            handles += [conv_.register_forward_hook(fused(stage, i))
+                        for i, conv_ in enumerate(block.fuse.convs)]
+    with torch.inference_mode():
+        for images, _ in loader:
+            model(images)
+    for h in handles:
+        h.remove()
+    return {key: part / whole if key.startswith("live") else (part / whole) ** 0.5
+            for key, (part, whole) in sums.items()}
+
+
 def switch_offs(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """Test mIoU as trained, with each path zeroed and with each CRP off, one at a time."""
     def miou() -> float:
@@ -121,14 +158,16 @@ def switch_offs(model: nn.Module, loader: DataLoader) -> dict[str, float]:
 
 def probe(config: TrainConfig, folder: Path, batches: list) -> dict[str, float]:
     """One variant and seed: trained (or reused), switched off part by part, its gradients."""
-    start = gradient_norms(make_model(config), batches)
-    model = train(config, folder, resume=resumable(folder, config), progress=False).model.eval()
-    data = SegmentationDataset(make_source(config, config.test_split), model.num_classes,
+    data = SegmentationDataset(make_source(config, config.test_split), config.num_classes,
                                eval_transform())
     loader = DataLoader(data, batch_size=config.batch_size, collate_fn=pad_collate)
-    result = switch_offs(model, loader)
-    result |= {f"grad {k}, start": v for k, v in start.items()}
+    initial = make_model(config).eval()
+    result = {f"grad {k}, start": v for k, v in gradient_norms(initial, batches).items()}
+    result |= {f"{k}, start": v for k, v in inside_blocks(initial, loader).items()}
+    model = train(config, folder, resume=resumable(folder, config), progress=False).model.eval()
+    result |= switch_offs(model, loader)
     result |= {f"grad {k}, end": v for k, v in gradient_norms(model, batches).items()}
+    result |= {f"{k}, end": v for k, v in inside_blocks(model, loader).items()}
     return result
 
 
@@ -156,6 +195,12 @@ def report(results: dict[str, list[dict[str, float]]], base: TrainConfig, comman
         [[name, when, *(f"{mean(rs, f'grad path {s}, {when}'):.2g}" for s in STAGES),
           *(f"{mean(rs, f'grad {s}, {when}'):.2g}" for s in STAGES)]
          for name, rs in results.items() for when in ("start", "end")])
+    blocks = markdown_table(
+        ["variant", "when", *(f"live, {s}'s block" for s in reversed(STAGES)),
+         *(f"cascade/backbone, {s}'s block" for s in reversed(STAGES[:3]))],
+        [[name, when, *(f"{100 * mean(rs, f'live {s}, {when}'):.1f}%" for s in reversed(STAGES)),
+          *(f"{mean(rs, f'cascade/backbone {s}, {when}'):.2f}" for s in reversed(STAGES[:3]))]
+         for name, rs in results.items() for when in ("start", "end")])
     seeds = {name: sorted({int(r['seed']) for r in rs}) for name, rs in results.items()}
     return (
         f"# RefineNet's paths, switched off one at a time\n\n{made_by(command)} Preset "
@@ -169,7 +214,10 @@ def report(results: dict[str, list[dict[str, float]]], base: TrainConfig, comman
         f"Gradient norms, mean over the first {GRADIENT_BATCHES} training batches (no "
         f"augmentation), in training mode: at each path's adapted feature, and over each "
         f"backbone stage's weights; *start* is the initial model, *end* the trained one.\n\n"
-        f"{grads}\n")
+        f"{grads}\n\nInside the blocks, on the test split: *live* is the share of CRP's input "
+        f"above zero, what CRP's first ReLU lets through; *cascade/backbone* is the norm of the "
+        f"previous block's term in the block's fusion over the norm of its backbone path's "
+        f"term.\n\n{blocks}\n")
 
 
 def write_keeping_verdict(path: Path, text: str) -> None:

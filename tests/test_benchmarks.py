@@ -140,3 +140,28 @@ def test_coarse_paths_rewrites_its_tables_and_keeps_the_reading(tmp_path, monkey
     out.write_text(out.read_text() + f"\n{probe.VERDICT}\n\nwhat they mean\n")
     probe.write_keeping_verdict(out, "# tables, second run\n")
     assert out.read_text() == f"# tables, second run\n\n{probe.VERDICT}\n\nwhat they mean\n"
+
+
+def test_coarse_paths_inside_blocks_matches_a_hand_computation(monkeypatch):
+    """The share of live units at CRP's input of layer4's block, and the cascade's term over the
+    backbone's in layer3's block's fusion, as computed step by step from the modules."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    images = torch.randn(2, 3, 64, 64)
+    inside = probe.inside_blocks(model, [(images, None)])
+    assert sorted(inside) == sorted([f"live layer{i}" for i in range(1, 5)]
+                                    + [f"cascade/backbone layer{i}" for i in range(1, 4)])
+    decoder = model.decoder
+    with torch.inference_mode():
+        features = model.backbone(images)
+        coarsest = decoder.blocks[0].adapt[0](decoder.adapt["3"](features[3]))
+        first = decoder.blocks[0]([decoder.adapt["3"](features[3])])
+        backbone = decoder.blocks[1].adapt[0](decoder.adapt["2"](features[2]))
+        ratio = decoder.blocks[1].fuse.convs[1](first).norm() / \
+            decoder.blocks[1].fuse.convs[0](backbone).norm()
+    assert inside["live layer4"] == pytest.approx(float((coarsest > 0).float().mean()))
+    assert inside["cascade/backbone layer3"] == pytest.approx(float(ratio), rel=1e-4)
