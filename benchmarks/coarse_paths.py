@@ -253,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             result = probe(config, folder, batches) | {"seed": seed}
             results.setdefault(name, []).append(result)
             print(f"{name}, seed {seed}: {result}", file=sys.stderr, flush=True)
-        text = report(results, base, command)  # after every seed: what is done so far
-        write_keeping_verdict(Path(args.out), text)
+            text = report(results, base, command)  # after every run: what is done so far
+            write_keeping_verdict(Path(args.out), text)
     print(text)
     return 0
 
