@@ -90,6 +90,12 @@ def _script(name: str):
     return module
 
 
+def _coarse_paths(monkeypatch):
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # it imports crp_probe from beside it
+    return _script("coarse_paths")
+
+
 def test_scaling_exponent_is_the_power_of_the_side():
     scaling = _script("scaling")
     sides = [256, 384, 512, 1024]
@@ -126,3 +132,83 @@ def test_onednn_profile_sums_the_measured_pass_by_primitive(tmp_path):
     assert [(e["kind"], e["ms"]) for e in events] == [("reorder", 0.5), ("convolution", 2.5)]
     assert profile._formats(events[0]["formats"]) == "src f32 acdb, dst f32 Acdb64a"
     assert events[1]["shape"].startswith("mb1_ic3oc64")
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_coarse_paths_zeroes_one_path_as_zero_weights_do(stage, monkeypatch):
+    """benchmarks/coarse_paths.py: a path switched off computes what the model computes with
+    that path's adapting convolution zeroed by hand (its feature is then zero), it changes the
+    output, and the path comes back afterwards."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    by_hand = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                                widths=(16, 16)).eval()
+    by_hand.load_state_dict(model.state_dict())
+    torch.nn.init.zeros_(by_hand.decoder.adapt[str(stage)].weight)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        before = model(images)
+        with probe.path_zeroed(model, stage):
+            off = model(images)
+        torch.testing.assert_close(off, by_hand(images))
+        assert not torch.allclose(off, before)
+        torch.testing.assert_close(model(images), before)
+
+
+def test_coarse_paths_gradient_norms_reach_every_path_and_stage(monkeypatch):
+    """The gradient norms are measured at all four paths and stages, on a copy: the model's own
+    weights get no gradient and its batch-norm statistics do not move."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [(torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))]
+    norms = probe.gradient_norms(model, batches)
+    assert sorted(norms) == sorted([f"path layer{i}" for i in range(1, 5)]
+                                   + [f"layer{i}" for i in range(1, 5)])
+    assert all(0 < v < float("inf") for v in norms.values())
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+
+
+def test_coarse_paths_rewrites_its_tables_and_keeps_the_reading(tmp_path, monkeypatch):
+    probe = _coarse_paths(monkeypatch)
+    out = tmp_path / "coarse_paths.md"
+    probe.write_keeping_verdict(out, "# tables, first run\n")
+    assert out.read_text() == "# tables, first run\n"
+    out.write_text(out.read_text() + f"\n{probe.VERDICT}\n\nwhat they mean\n")
+    probe.write_keeping_verdict(out, "# tables, second run\n")
+    assert out.read_text() == f"# tables, second run\n\n{probe.VERDICT}\n\nwhat they mean\n"
+
+
+def test_coarse_paths_inside_blocks_matches_a_hand_computation(monkeypatch):
+    """The share of live units at CRP's input of layer4's block, and the cascade's term over the
+    backbone's in layer3's block's fusion, as computed step by step from the modules."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                              widths=(16, 16)).eval()
+    images = torch.randn(2, 3, 64, 64)
+    inside = probe.inside_blocks(model, [(images, None)])
+    assert sorted(inside) == sorted([f"live layer{i}" for i in range(1, 5)]
+                                    + [f"cascade/backbone layer{i}" for i in range(1, 4)])
+    decoder = model.decoder
+    with torch.inference_mode():
+        features = model.backbone(images)
+        coarsest = decoder.blocks[0].adapt[0](decoder.adapt["3"](features[3]))
+        first = decoder.blocks[0]([decoder.adapt["3"](features[3])])
+        backbone = decoder.blocks[1].adapt[0](decoder.adapt["2"](features[2]))
+        ratio = decoder.blocks[1].fuse.convs[1](first).norm() / \
+            decoder.blocks[1].fuse.convs[0](backbone).norm()
+    assert inside["live layer4"] == pytest.approx(float((coarsest > 0).float().mean()))
+    assert inside["cascade/backbone layer3"] == pytest.approx(float(ratio), rel=1e-4)
