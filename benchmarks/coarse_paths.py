@@ -49,12 +49,17 @@ from rnlib.tables import made_by, markdown_table
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 GRADIENT_BATCHES = 4  # the first batches of the training split, without augmentation
-# name -> (model options, steps); the preset's own steps are 200
 VERDICT = "## What the runs show"  # the file's hand-written reading, kept across re-runs
-VARIANTS: dict[str, tuple[dict[str, object], int]] = {
-    "default (dropout 0.5)": ({}, 200),
-    "dropout 0": ({"feature_dropout": 0.0}, 200),
-    "default, 400 steps": ({}, 400),
+# name -> (model options, changes to the preset's TrainConfig: steps 200, lr 1e-3)
+VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+    "default (dropout 0.5)": ({}, {}),
+    "dropout 0": ({"feature_dropout": 0.0}, {}),
+    "default, 400 steps": ({}, {"steps": 400}),
+    "BatchNorm before CRP": ({"norm": "crp"}, {}),
+    "BatchNorm on each fusion term": ({"norm": "fusion"}, {}),
+    "residual branches start at zero": ({"residual_init": "zero"}, {}),
+    "2 CRP stages": ({"crp_blocks": 2}, {}),
+    "lr 3e-4": ({}, {"lr": 3e-4}),
 }
 
 
@@ -245,10 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, float]]] = {}
     for seed in args.seeds:  # seed by seed: a run cut short still has whole seeds
         for name in args.variants:
-            options, steps = VARIANTS[name]
+            options, changes = VARIANTS[name]
             entry = Entry("refinenet", tuple(options.items()))
-            config = replace(with_model(base, entry.model, options), steps=steps, seed=seed)
-            folder = run_dir(ROOT / "runs" / "coarse_paths" / f"steps{steps}", entry,
+            config = replace(with_model(base, entry.model, options), **changes, seed=seed)
+            folder = run_dir(ROOT / "runs" / "coarse_paths" / f"steps{config.steps}", entry,
                              config.lr, seed)
             result = probe(config, folder, batches) | {"seed": seed}
             results.setdefault(name, []).append(result)

@@ -106,7 +106,7 @@ class MultiResolutionFusion(nn.Module):
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int, kernel_size: int = 3,
-                 align_corners: bool = True) -> None:
+                 align_corners: bool = True, norm: bool = False) -> None:
         super().__init__()
         in_channels = list(in_channels)
         if not in_channels:
@@ -118,15 +118,23 @@ class MultiResolutionFusion(nn.Module):
             self.convs = None
         else:
             self.convs = nn.ModuleList(conv(c, out_channels, kernel_size) for c in in_channels)
+        self.norms = nn.ModuleList(nn.BatchNorm2d(out_channels) for _ in in_channels) if norm \
+            else None
+
+    def term(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Path ``i``'s term before resizing: its convolution, then its BatchNorm if any."""
+        if self.convs is not None:
+            x = self.convs[i](x)
+        return x if self.norms is None else self.norms[i](x)
 
     def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         _check_paths(self, xs, self.in_channels)
-        if self.convs is None:
+        if self.convs is None and self.norms is None:
             return xs[0]
         size = max((x.shape[-2:] for x in xs), key=lambda hw: hw[0] * hw[1])
-        out = resize(self.convs[0](xs[0]), size, self.align_corners)  # (N, out, H_max, W_max)
-        for conv_, x in zip(self.convs[1:], xs[1:]):
-            out = out.add_(resize(conv_(x), size, self.align_corners))  # a new map: in place
+        out = resize(self.term(0, xs[0]), size, self.align_corners)  # (N, out, H_max, W_max)
+        for i, x in enumerate(xs[1:], start=1):
+            out = out.add_(resize(self.term(i, x), size, self.align_corners))  # a new map
         return out
 
 
@@ -182,6 +190,9 @@ class RefineNetBlock(nn.Module):
     the previous block, whose output RCUs already refined it). With ``kernel_size=1``,
     ``rcus_per_path=0`` and ``out_rcus=0`` this is the Light-Weight RefineNet block
     (Nekrasov et al., BMVC 2018). ``align_corners`` goes to the fusion's resize.
+    ``norm=True`` puts a BatchNorm on the fused map, before CRP's ReLU: not in the paper or
+    the released code, it keeps that ReLU from shutting the coarse paths off in short runs
+    (benchmarks/coarse_paths.md).
     """
 
     def __init__(
@@ -195,6 +206,7 @@ class RefineNetBlock(nn.Module):
         kernel_size: int = 3,
         crp_order: str = "pool-conv",
         align_corners: bool = True,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         in_channels = list(in_channels)
@@ -209,7 +221,9 @@ class RefineNetBlock(nn.Module):
         self.adapt = nn.ModuleList(
             nn.Sequential(*(RCU(c) for _ in range(n))) for c, n in zip(in_channels, rcus_per_path)
         )
-        self.fuse = MultiResolutionFusion(in_channels, out_channels, kernel_size, align_corners)
+        self.fuse = MultiResolutionFusion(in_channels, out_channels, kernel_size, align_corners,
+                                          norm=norm == "fusion")
+        self.norm = nn.BatchNorm2d(out_channels) if norm == "crp" else nn.Identity()
         self.pool = ChainedResidualPooling(out_channels, crp_blocks, kernel_size, crp_order)
         self.out = nn.Sequential(*(RCU(out_channels) for _ in range(out_rcus)))
 
@@ -217,7 +231,7 @@ class RefineNetBlock(nn.Module):
         _check_paths(self, xs, self.in_channels)
         xs = [adapt(x) for adapt, x in zip(self.adapt, xs)]
         x = self.fuse(xs)  # (N, out, H_max, W_max)
-        x = self.pool(x)
+        x = self.pool(self.norm(x))
         return self.out(x)
 
 

@@ -200,3 +200,21 @@ def test_the_pretrained_weights_are_checked_once_per_model_built(monkeypatch):
     rnlib.build_model("refinenet-2scale", num_classes=3, backbone="resnet18",
                       pretrained_backbone="glyphs")  # two backbones, one model
     assert calls == [("glyphs", "resnet18")]
+
+
+def test_norm_puts_a_batchnorm_on_every_fused_map_before_crp():
+    """norm=True normalises what CRP's first ReLU sees (about half of it above zero in training,
+    whatever the fusion's scale); the default is the released code's decoder, without it."""
+    plain = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16))
+    normed = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16),
+                               norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.decoder.modules())
+    seen = []
+    for block in normed.decoder.blocks:
+        assert isinstance(block.norm, torch.nn.BatchNorm2d)
+        block.pool.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    normed.train()(100 * torch.randn(4, 3, 64, 64))
+    assert len(seen) == 4
+    for x in seen:  # per channel: mean 0, variance 1 over the batch, whatever the fused scale
+        assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        assert 0.2 < float((x > 0).float().mean()) < 0.8

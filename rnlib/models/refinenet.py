@@ -49,7 +49,8 @@ class RefineNetDecoder(nn.Module):
     authors' ``nn.Upsample``; with it rnlib computes the released models' function exactly).
     ``residual_init="zero"`` starts the last convolution of every residual branch (each RCU's
     second, each pooling block's) at zero, so that every block starts as the identity;
-    ``"default"`` keeps PyTorch's initialisation, as the released code does.
+    ``"default"`` keeps PyTorch's initialisation, as the released code does. ``norm=True``
+    puts a BatchNorm before every CRP (see :class:`~rnlib.blocks.RefineNetBlock`).
     """
 
     RESIDUAL_INITS = ("default", "zero")
@@ -70,6 +71,7 @@ class RefineNetDecoder(nn.Module):
         classifier_dropout: float = 0.5,
         align_corners: bool = True,
         residual_init: str = "default",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if residual_init not in self.RESIDUAL_INITS:
@@ -96,7 +98,7 @@ class RefineNetDecoder(nn.Module):
                 in_channels, out_channels,
                 rcus_per_path=[rcus] * len(group) + [0] * len(previous),
                 crp_blocks=crp_blocks, out_rcus=out_rcus, kernel_size=kernel, crp_order=crp_order,
-                align_corners=align_corners,
+                align_corners=align_corners, norm=norm,
             ))
             previous = [out_channels]
         self.classifier = nn.Conv2d(previous[0], num_classes, 3, padding=1, bias=True)
