@@ -2,24 +2,26 @@
 learning curves, three seeds and the same learning-rate grid, chosen on validation, reported
 on test; the tables say how much each model's mIoU still moved at the end (its plateau).
 
-RefineNet against FCN-32s, FCN-8s and the dilated network, and RefineNet taken apart (without
-chained pooling, without RCUs, 2- and 1-cascade), all fine-tuning the course's pretrained
-ResNet-18 on Shapes with the "reference" preset. Runs are budgeted in steps, so the numbers
-come back on any machine of the same kind; only the seconds are this machine's.
+RefineNet against FCN-32s, FCN-8s, FCN-4s (RefineNet's output stride, 1/4, without its blocks)
+and the dilated network, and RefineNet taken apart (without chained pooling, without RCUs, 2-
+and 1-cascade), all fine-tuning the course's pretrained ResNet-18 on Shapes with the "reference"
+preset. Runs are budgeted in steps, so the numbers come back on any machine of the same kind;
+only the seconds are this machine's.
 
     .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
                                                  #    rnlib/results/reference.json
 
-32 runs, 7.3 hours of one core in all (3.7 h as two one-thread processes on 2 cores, more
-than one working session). Every finished run is kept in benchmarks/reference-runs (its
-settings, curves and test metrics, no weights; committed) and reused, so the command continues
-on a fresh clone where it stopped, and renders the tables without training once every run is
-kept; delete that folder to train every run again. An interrupted run continues from its
-checkpoint in runs/reference. On 2 cores it is fastest as two one-thread processes over halves
-of the contenders, then one process that reuses every run and writes the tables:
+36 runs, 4 per contender. The 32 recorded before FCN-4s joined took 7.3 hours of one core in
+all (3.7 h as two one-thread processes on 2 cores, more than one working session). Every
+finished run is kept in benchmarks/reference-runs (its settings, curves and test metrics, no
+weights; committed) and reused, so the command continues on a fresh clone where it stopped, and
+renders the tables without training once every run is kept; delete that folder to train every
+run again. An interrupted run continues from its checkpoint in runs/reference. On 2 cores it is
+fastest as two one-thread processes over halves of the contenders, then one process that reuses
+every run and writes the tables:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --only "RefineNet (4-cascade)" \
-        FCN-32s FCN-8s "Dilated OS8" &
+        FCN-32s FCN-8s FCN-4s "Dilated OS8" &
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --only "without CRP" \
         "without RCUs" 2-cascade 1-cascade
     .venv/bin/python benchmarks/reference.py

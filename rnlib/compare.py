@@ -1,6 +1,6 @@
-"""The course's headline experiment: RefineNet against FCN-32s, FCN-8s and a dilated network,
-and RefineNet taken apart (Lin et al., §1: dilated networks cost memory and compute, FCNs lose
-detail; §5.3: what chained pooling and the cascade are worth).
+"""The course's headline experiment: RefineNet against FCN-32s, FCN-8s, FCN-4s and a dilated
+network, and RefineNet taken apart (Lin et al., §1: dilated networks cost memory and compute, FCNs
+lose detail; §5.3: what chained pooling and the cascade are worth).
 
 Every contender starts from the same pretrained backbone and trains on the same data for the
 same number of steps. A fair protocol, for a verdict:
@@ -52,6 +52,7 @@ BASELINES = {
     "RefineNet (4-cascade)": Entry("refinenet"),
     "FCN-32s": Entry("fcn32s"),
     "FCN-8s": Entry("fcn8s"),
+    "FCN-4s": Entry("fcn4s"),  # RefineNet's output stride (1/4) without its blocks
     "Dilated OS8": Entry("dilated-os8"),
 }
 ABLATIONS = {

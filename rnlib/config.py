@@ -209,7 +209,8 @@ _COURSE = TrainConfig(
 PRESETS: dict[str, TrainConfig] = {
     # The course on 2 CPU cores: ResNet-18 pretrained on Glyphs, a 64-wide decoder (a 256-wide
     # one runs 5.3x slower per step: docs/design.md), 128x128 Shapes; 200 steps (0.8 epoch) per
-    # model, so that `rnlib compare` trains and measures four models in under 5 minutes.
+    # model, so that `rnlib compare` trained and measured its four models in under 5 minutes
+    # (README); FCN-4s has joined them since, and the five are not timed yet.
     "cpu-quick": replace(_COURSE, steps=200),
     # The course's reference (benchmarks/reference.py): the same task for 1000 steps (at 500,
     # RefineNet was still rising), with learning curves and a checkpoint every 100 steps.

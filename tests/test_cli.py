@@ -17,6 +17,7 @@ from PIL import Image
 from rnlib.checkpoint import load_checkpoint
 from rnlib.cli import main
 from rnlib.cli.options import parse_value
+from rnlib.compare import BASELINES
 from rnlib.data.sources import VOC_CLASSES
 
 TINY = ["--steps", "2", "--batch-size", "2", "--set", "crop=32"]
@@ -87,6 +88,13 @@ def test_bench_writes_a_table(tmp_path, capsys):
     text = out.read_text()
     assert "| fcn32s |" in text and "| refinenet-lw |" in text and "latency / fcn32s" in text
     assert text in capsys.readouterr().out + "\n"
+
+
+def test_bench_measures_fcn4s_beside_fcn8s_by_default():
+    from rnlib.cli import build_parser
+
+    models = build_parser().parse_args(["bench"]).models
+    assert models.index("fcn4s") == models.index("fcn8s") + 1  # the equal-output-stride control
 
 
 def test_bench_unknown_model_is_a_clear_error():
@@ -212,7 +220,8 @@ def test_fake_voc_compares_with_voc_class_names(fake_voc, tmp_path):
           "--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "runs"),
           "--keep", str(tmp_path / "kept")])
     report = (tmp_path / "bench" / "comparison.md").read_text()
-    assert len(list((tmp_path / "kept").rglob("record.json"))) == 4  # --keep: every run kept
+    kept = {p.parent.parent.name for p in (tmp_path / "kept").rglob("record.json")}
+    assert kept == {e.model for e in BASELINES.values()}  # --keep: every contender's run kept
     assert "| model | " + " | ".join(VOC_CLASSES) + " |" in report
     assert "metrics on the test split" in report  # VOC's test split is its val list
     rows = json.loads((tmp_path / "bench" / "comparison.json").read_text())

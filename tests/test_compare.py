@@ -23,6 +23,16 @@ from rnlib.config import PRESETS, with_model
 from rnlib.history import History
 from rnlib.runs import make_model
 
+# Contenders added since benchmarks/comparison.json and rnlib/results/reference.json were
+# recorded; the tests below fail once a new recording holds them, to have them taken out of here.
+NOT_RECORDED_YET = {"FCN-4s"}  # issue 20: the equal-output-stride control
+
+
+def test_fcn4s_joins_the_baselines_after_fcn8s():
+    names = list(BASELINES)
+    assert names.index("FCN-4s") == names.index("FCN-8s") + 1
+    assert BASELINES["FCN-4s"].model == "fcn4s" and BASELINES["FCN-4s"].options == ()
+
 
 @pytest.fixture(autouse=True)
 def full_budget(monkeypatch):
@@ -157,7 +167,7 @@ def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     from pathlib import Path
 
     rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "comparison.json").read_text())
-    assert [r["name"] for r in rows] == list(BASELINES)
+    assert [r["name"] for r in rows] == [n for n in BASELINES if n not in NOT_RECORDED_YET]
     assert {r["steps"] for r in rows} == {PRESETS["cpu-quick"].steps}
     assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
 
@@ -171,7 +181,7 @@ def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
     from rnlib.results import reference
 
     rows = reference()
-    assert {r.name for r in rows} == set(BASELINES) | set(ABLATIONS)
+    assert {r.name for r in rows} == (set(BASELINES) | set(ABLATIONS)) - NOT_RECORDED_YET
     for r in rows:
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.iou_per_seed) == 3
         assert set(r.lr_search) == {"0.0003", "0.001"}

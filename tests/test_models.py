@@ -25,7 +25,7 @@ def test_every_model_returns_logits_at_input_size(name):
 
 def test_registry_has_every_design_name():
     names = {"refinenet", "refinenet-2cascade", "refinenet-1cascade", "refinenet-2scale",
-             "refinenet-lw", "fcn32s", "fcn16s", "fcn8s", "dilated-os8", "dilated-os16",
+             "refinenet-lw", "fcn32s", "fcn16s", "fcn8s", "fcn4s", "dilated-os8", "dilated-os16",
              "deeplab-os8", "deeplab-os16", "tv-fcn", "tv-deeplabv3"}
     assert names <= set(rnlib.list_models())
 
@@ -99,6 +99,72 @@ def test_two_scale_refinenet_has_two_backbones():
     model = rnlib.build_model("refinenet-2scale", num_classes=4, backbone="resnet18")
     assert len(model.backbone.backbones) == 2
     assert model.backbone.scales == (1.2, 0.6)
+
+
+def _decoder_output(model, x):
+    """The decoder's logits, before the model resizes them to the input."""
+    seen = []
+    handle = model.decoder.register_forward_hook(lambda module, args, out: seen.append(out))
+    model(x)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("name,stride", [("fcn32s", 32), ("fcn16s", 16), ("fcn8s", 8),
+                                         ("fcn4s", 4)])
+def test_each_fcn_predicts_at_its_output_stride(name, stride):
+    """FCN-4s predicts at 1/4, RefineNet's output stride: the equal-output-stride control."""
+    model = rnlib.build_model(name, num_classes=3, backbone="resnet18").eval()
+    with torch.no_grad():
+        logits = _decoder_output(model, torch.randn(1, 3, 64, 96))
+    assert logits.shape == (1, 3, 64 // stride, 96 // stride)
+
+
+@pytest.mark.parametrize("name,reads_layer1", [("fcn4s", True), ("fcn8s", False)])
+def test_fcn4s_reads_layer1_and_fcn8s_does_not(name, reads_layer1):
+    torch.manual_seed(0)
+    model = rnlib.build_model(name, num_classes=3, backbone="resnet18").eval()
+    x = torch.randn(1, 3, 64, 64)
+
+    def shift_layer1(module, args, features):
+        return [features[0] + 1.0, *features[1:]]
+
+    with torch.no_grad():
+        plain = model(x)
+        handle = model.backbone.register_forward_hook(shift_layer1)
+        shifted = model(x)
+        handle.remove()
+    assert (not torch.allclose(plain, shifted)) == reads_layer1
+
+
+def test_fcn4s_trains_at_odd_sizes():
+    model = rnlib.build_model("fcn4s", num_classes=3, backbone="resnet18")
+    out = model(torch.randn(2, 3, 65, 47))
+    assert out.shape == (2, 3, 65, 47)
+    out.logsumexp(1).mean().backward()
+    layer1_score = model.decoder.scores[-1]  # the finest score layer, on layer1
+    assert layer1_score.in_channels == model.backbone.channels[0]
+    for grad in (layer1_score.weight.grad, model.backbone.stem[0].weight.grad):
+        assert grad is not None and grad.abs().sum() > 0
+
+
+def test_a_config_with_fcn4s_validates(tmp_path):
+    from rnlib.config import make_config
+
+    file = tmp_path / "run.toml"
+    file.write_text('model = "fcn4s"\n')
+    config = make_config("cpu-quick", file=file)
+    assert config.model == "fcn4s" and config.model_options == {}  # the preset's widths dropped
+    with pytest.raises(ValueError, match=r"fcn4s has no option 'widths'"):
+        make_config("cpu-quick", file=file, model_options={"widths": (64, 64)})
+
+
+@pytest.mark.parametrize("num_skips", [-1, 4])
+def test_fcn_refuses_a_skip_count_outside_0_to_3(num_skips):
+    from rnlib.models.fcn import FCNDecoder
+
+    with pytest.raises(ValueError, match=rf"num_skips must be 0\.\.3 .*got {num_skips}"):
+        FCNDecoder((64, 128, 256, 512), 3, num_skips)
 
 
 def test_in_channels_option():

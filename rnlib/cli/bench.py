@@ -45,7 +45,7 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bench", help="parameters, FLOPs/MACs, latency and peak memory of models")
     p.add_argument("--models", nargs="+", default=["refinenet", "refinenet-lw", "fcn8s",
-                                                    "dilated-os8"], metavar="NAME")
+                                                    "fcn4s", "dilated-os8"], metavar="NAME")
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--model-option", action="append", metavar="KEY=VALUE")

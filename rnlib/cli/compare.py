@@ -44,7 +44,7 @@ def _compare(args: argparse.Namespace) -> None:
 def add_compare_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``rnlib compare``."""
     p = subparsers.add_parser(
-        "compare", help="RefineNet vs FCN-32s, FCN-8s, dilated OS8 (or ablations)")
+        "compare", help="RefineNet vs FCN-32s, FCN-8s, FCN-4s, dilated OS8 (or ablations)")
     add_run_options(p, model=False)
     p.add_argument("--contenders", choices=["baselines", "ablations", "all"],
                    default="baselines", help="RefineNet against its baselines, RefineNet taken "
