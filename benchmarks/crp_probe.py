@@ -1,9 +1,10 @@
 """What chained residual pooling does inside the reference's trained RefineNets (issue 9: the
 CRP claim fails here; this finds out why).
 
-CRP (§3.2) adds, to ``relu(x)``, a chain of 5x5 poolings and convolutions that gathers context
-from a growing window: four blocks see 17x17 positions. On 128x128 Shapes the four RefineNet
-blocks work at 4x4, 8x8, 16x16 and 32x32, so three of the four windows cover their whole map.
+CRP (§3.2) adds, to ``relu(x)``, a chain of 5x5 poolings and 3x3 convolutions that gathers
+context from a growing window: four blocks see 25x25 positions of their block's map. On 128x128
+Shapes the four RefineNet blocks work at 4x4, 8x8, 16x16 and 32x32, so three of the four windows
+cover their whole map.
 For each seed of the reference's RefineNet (the preset ``reference`` at its chosen learning rate;
 trained here if ``runs/reference`` does not hold it, else reused) this measures, on the test
 split:

@@ -145,6 +145,12 @@ class ChainedResidualPooling(nn.Module):
     fed with the previous block's output; the result is ``relu(x)`` plus every block's output.
     ``order="conv-pool"`` is the improved variant that convolves before pooling;
     ``num_blocks=0`` leaves only the ReLU (the "without CRP" ablation).
+    Receptive field, counted in positions of the map it pools (the block's resolution): each
+    block widens it by 5 - 1 for its pooling and kernel_size - 1 for its convolution, so
+    4 blocks with 3x3 convolutions (the default) reach 25x25 positions, 1 + 4 x (4 + 2); with
+    1x1 convolutions (Light-Weight RefineNet), 17x17. In input pixels that is 25 times the
+    block's stride: 100 at 1/4, 200 at 1/8, 400 at 1/16, 800 at 1/32 (the image area those
+    positions stand for; the backbone's own receptive field comes on top).
     Under ``torch.inference_mode`` (evaluation, benchmarks) the 5x5 maximum is taken over
     shifted views of the padded map, which computes no argmax indices: the same values at about
     a third of the cost.

@@ -1,6 +1,6 @@
 """The course's headline experiment: RefineNet against FCN-32s, FCN-8s, FCN-4s and a dilated
 network, and RefineNet taken apart (Lin et al., §1: dilated networks cost memory and compute, FCNs
-lose detail; §5.3: what chained pooling and the cascade are worth).
+lose detail; §4 and §4.3: what chained pooling and the cascade are worth).
 
 Every contender starts from the same pretrained backbone and trains on the same data for the
 same number of steps. A fair protocol, for a verdict:

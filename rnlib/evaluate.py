@@ -1,5 +1,5 @@
 """Evaluation: mIoU, pixel accuracy, per-class IoU, boundary F-score and the confusion matrix,
-with single-scale, multi-scale and flip inference (Lin et al., §5: RefineNet's best numbers
+with single-scale, multi-scale and flip inference (Lin et al., §4: RefineNet's best numbers
 average the scores of several input scales).
 """
 

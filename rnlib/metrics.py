@@ -1,7 +1,7 @@
 """Segmentation metrics: a confusion matrix (mIoU, per-class IoU, pixel accuracy) and the
 boundary F-score (Csurka et al., BMVC 2013), both honouring the ignore index.
 
-mIoU is what RefineNet reports (Lin et al., §5, "intersection-over-union"); the boundary
+mIoU is what RefineNet reports (Lin et al., §4, "intersection-over-union"); the boundary
 F-score measures what RefineNet's refinement is for: sharp, well-placed boundaries.
 """
 

@@ -1,5 +1,8 @@
 """The RefineNet blocks (paper §3.2) against hand-written formulas and the classic mistakes."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,6 +121,54 @@ def test_crp_improved_order_is_a_different_model():
 def test_crp_rejects_unknown_order():
     with pytest.raises(ValueError, match="order must be one of"):
         ChainedResidualPooling(4, order="parallel")
+
+
+def _stated(pattern: str) -> int:
+    """A number that ChainedResidualPooling's docstring states: the one place for it."""
+    found = re.search(pattern, ChainedResidualPooling.__doc__.replace("\n", " "))
+    assert found, f"ChainedResidualPooling's docstring no longer says {pattern!r}"
+    return int(found[1])
+
+
+RECEPTIVE_FIELD = r"3x3 convolutions \(the default\) reach (\d+)x\1 positions"
+
+
+def _reach(num_blocks: int, kernel_size: int) -> int:
+    """Side of CRP's receptive field, measured on the module itself: one positive input position,
+    every weight positive, so each max pooling and convolution carries it to every output whose
+    window holds it; the windows are symmetric, so the square it reaches is the receptive field."""
+    crp = ChainedResidualPooling(1, num_blocks, kernel_size)
+    for c in crp.convs:
+        nn.init.constant_(c.weight, 1.0)
+    x = torch.zeros(1, 1, 61, 61)
+    x[..., 30, 30] = 1.0
+    with torch.no_grad():
+        rows = torch.nonzero(crp(x)[0, 0].any(dim=1))
+    return int(rows.max() - rows.min()) + 1
+
+
+def test_crp_receptive_field_is_the_one_its_docstring_states():
+    assert _reach(4, 3) == _stated(RECEPTIVE_FIELD)
+    assert _reach(4, 1) == _stated(r"1x1 convolutions \(Light-Weight RefineNet\), (\d+)x\1")
+    assert _reach(0, 3) == 1 and _reach(2, 3) == 13  # each block adds (5 - 1) + (3 - 1)
+
+
+def test_crp_receptive_field_in_input_pixels_is_positions_times_stride():
+    side = _stated(RECEPTIVE_FIELD)
+    doc = ChainedResidualPooling.__doc__.replace("\n", " ")
+    pixels = {int(stride): int(px) for px, stride in re.findall(r"(\d+) at 1/(\d+)", doc)}
+    assert pixels == {s: side * s for s in (4, 8, 16, 32)}
+
+
+def test_the_prose_gives_crp_the_receptive_field_its_docstring_states():
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *(root / "docs").glob("*.md"), *(root / "benchmarks").glob("*.*"),
+             *(root / "solutions").glob("*.ipynb"), *(root / "rnlib").rglob("*.py")]
+    stated = {p.relative_to(root).as_posix(): {int(n) for n in re.findall(
+        r"(\d+)x\1 positions", p.read_text())} for p in texts if p.suffix in (".md", ".py", ".ipynb")}
+    assert {"README.md", "benchmarks/crp_probe.py", "rnlib/blocks.py"} <= {
+        name for name, sides in stated.items() if sides}
+    assert all(s <= {_stated(RECEPTIVE_FIELD)} for s in stated.values()), stated
 
 
 def test_refinenet_block_shapes_and_layout():

@@ -3,12 +3,13 @@
 The decoder is a loop over a cascade of :class:`~rnlib.blocks.RefineNetBlock`, coarsest first
 (§3.1, Fig. 2c). Each block takes some backbone features (after a convolution that adapts their
 width: 512 for the coarsest stage, 256 for the others) and the previous block's output.
-Which features go to which block is the cascade's ``groups``:
+Which features go to which block is the cascade's ``groups``; every variant takes all four
+stages, and they differ in how many blocks refine them:
 
     4-cascade (Fig. 2c)         [(3,), (2,), (1,), (0,)]   one stage per block
-    2-cascade (§5.3, Fig. 7b)   [(2, 3), (0, 1)]
-    1-cascade (§5.3, Fig. 7a)   [(0, 1, 2, 3)]            one block takes all four stages
-    2-scale   (§5.3, Fig. 7c)   [(3, 7), (2, 6), (1, 5), (0, 4)]  two ResNets, scales 1.2 and 0.6
+    2-cascade (§4.3, Fig. 7b)   [(2, 3), (0, 1)]
+    1-cascade (§4.3, Fig. 7a)   [(0, 1, 2, 3)]            one block takes all four stages
+    2-scale   (§4.3, Fig. 7c)   [(3, 7), (2, 6), (1, 5), (0, 4)]  two ResNets, scales 1.2 and 0.6
 """
 
 from __future__ import annotations
