@@ -31,6 +31,7 @@ from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
 from .history import History
+from .recorded_paths import recorded_path
 from .runs import class_names, make_model, make_source, resolve_classes, train
 from .tables import markdown_table
 from .train import Trainer
@@ -406,5 +407,9 @@ def format_times(rows: list[Row]) -> str:
     return markdown_table(["model", "training per run (s)", "total (s)"], lines)
 
 
-def rows_as_dicts(rows: list[Row]) -> list[dict]:
-    return [asdict(r) for r in rows]
+def rows_as_dicts(rows: list[Row], record: str | Path) -> list[dict]:
+    """``rows`` as the JSON file ``record`` holds them: its runs named by paths that hold on
+    any machine (:func:`rnlib.recorded_paths.recorded_path`; ``rnlib.results.load_rows`` reads
+    them back)."""
+    return [asdict(replace(r, checkpoints=[recorded_path(c, record) for c in r.checkpoints]))
+            for r in rows]
