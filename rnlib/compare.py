@@ -37,8 +37,8 @@ from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
-           "format_times", "format_margins", "format_versus", "per_seed", "rows_as_dicts",
-           "plateau", "swing"]
+           "format_times", "format_margins", "format_versus", "per_seed", "seed_margins",
+           "rows_as_dicts", "plateau", "swing"]
 
 
 @dataclass(frozen=True)
@@ -359,6 +359,12 @@ def per_seed(row: Row, metric: str) -> list[float]:
                      f"{row.classes}")
 
 
+def seed_margins(row: Row, reference: Row, metric: str) -> list[float]:
+    """``metric`` of ``row`` minus the same of ``reference``, seed by seed (the same seed sees
+    the same data in the same order), in points."""
+    return [100 * (a - b) for a, b in zip(per_seed(row, metric), per_seed(reference, metric))]
+
+
 def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("mIoU",)) -> str:
     """Each model against ``reference``, metric by metric and seed by seed (the same seed sees
     the same data in the same order): the mean difference, its range over seeds, whether its
@@ -370,7 +376,7 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
             continue
         for metric in metrics:
             mine, theirs = per_seed(r, metric), per_seed(ref, metric)
-            diffs = [100 * (a - b) for a, b in zip(mine, theirs)]
+            diffs = seed_margins(r, ref, metric)
             same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
             lines.append([r.name, metric, f"{statistics.fmean(diffs):+.1f}",
                           f"{min(diffs):+.1f} .. {max(diffs):+.1f}", "yes" if same else "no",
