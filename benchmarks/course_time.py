@@ -6,7 +6,7 @@ earlier runs.
 
     .venv/bin/python benchmarks/course_time.py                  # full budgets
     .venv/bin/python benchmarks/course_time.py --write-outputs  # and store the outputs
-    RNLIB_BUDGET_SCALE=0.2 .venv/bin/python benchmarks/course_time.py --out /tmp/t.md  # as tested
+    RNLIB_BUDGET_SCALE=0.2 .venv/bin/python benchmarks/course_time.py --out "$(mktemp)"  # as tested
 
 Writes benchmarks/course_time.md (or --out). ``--write-outputs`` saves each executed notebook
 back into solutions/: the committed outputs are those of this full-budget run.

@@ -6,7 +6,7 @@ ResNet-18, batch 8 at 128x128), the operators that take the most self CPU time, 
 their count, written as markdown with the machine and the command.
 
     .venv/bin/python benchmarks/profile_models.py        # -> benchmarks/profile.md
-    .venv/bin/python benchmarks/profile_models.py --size 128 --rows 8 --out /tmp/p.md
+    .venv/bin/python benchmarks/profile_models.py --size 128 --rows 8 --out "$(mktemp)"
 """
 
 from __future__ import annotations

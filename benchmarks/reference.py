@@ -67,7 +67,7 @@ def main() -> int:
                        lr_grid=LR_GRID, resume=True, kept=KEPT)
         if args.only:
             return 0
-        REFERENCE.write_text(json.dumps(rows_as_dicts(rows), indent=1))
+        REFERENCE.write_text(json.dumps(rows_as_dicts(rows, REFERENCE), indent=1))
     runs = len(SEEDS) + len(LR_GRID) - 1  # the grid on the first seed, then the other seeds
     hours = sum(r.train_s for r in rows) * runs / 3600
     baselines = [r for r in rows if r.name in BASELINES]

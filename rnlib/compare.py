@@ -31,13 +31,14 @@ from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
 from .history import History
+from .recorded_paths import recorded_path
 from .runs import class_names, make_model, make_source, resolve_classes, train
 from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
-           "format_times", "format_margins", "format_versus", "per_seed", "rows_as_dicts",
-           "plateau", "swing"]
+           "format_times", "format_margins", "format_versus", "per_seed", "seed_margins",
+           "rows_as_dicts", "plateau", "swing"]
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,12 @@ def per_seed(row: Row, metric: str) -> list[float]:
                      f"{row.classes}")
 
 
+def seed_margins(row: Row, reference: Row, metric: str) -> list[float]:
+    """``metric`` of ``row`` minus the same of ``reference``, seed by seed (the same seed sees
+    the same data in the same order), in points."""
+    return [100 * (a - b) for a, b in zip(per_seed(row, metric), per_seed(reference, metric))]
+
+
 def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("mIoU",)) -> str:
     """Each model against ``reference``, metric by metric and seed by seed (the same seed sees
     the same data in the same order): the mean difference, its range over seeds, whether its
@@ -370,7 +377,7 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
             continue
         for metric in metrics:
             mine, theirs = per_seed(r, metric), per_seed(ref, metric)
-            diffs = [100 * (a - b) for a, b in zip(mine, theirs)]
+            diffs = seed_margins(r, ref, metric)
             same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
             lines.append([r.name, metric, f"{statistics.fmean(diffs):+.1f}",
                           f"{min(diffs):+.1f} .. {max(diffs):+.1f}", "yes" if same else "no",
@@ -407,5 +414,9 @@ def format_times(rows: list[Row]) -> str:
     return markdown_table(["model", "training per run (s)", "total (s)"], lines)
 
 
-def rows_as_dicts(rows: list[Row]) -> list[dict]:
-    return [asdict(r) for r in rows]
+def rows_as_dicts(rows: list[Row], record: str | Path) -> list[dict]:
+    """``rows`` as the JSON file ``record`` holds them: its runs named by paths that hold on
+    any machine (:func:`rnlib.recorded_paths.recorded_path`; ``rnlib.results.load_rows`` reads
+    them back)."""
+    return [asdict(replace(r, checkpoints=[recorded_path(c, record) for c in r.checkpoints]))
+            for r in rows]

@@ -192,27 +192,3 @@ def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
         assert r.steps == 1000, r.name  # the reference preset: 4 epochs of 250 steps
         assert all(c["step"][-1] == r.steps for c in r.curves), r.name
         assert abs(r.plateau) < 0.01, r.name
-
-
-def test_the_readme_quotes_the_recorded_reference():
-    """README "Results" copies the reference's table: each row's numbers are the recorded ones,
-    so re-recording the reference without the README (or the other way round) fails here."""
-    from pathlib import Path
-
-    from rnlib.results import reference
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Results: does RefineNet's claim hold here?")[1].split("\n\n*Last")[0]
-    quoted = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines()
-              if line.startswith("| ") and " ± " in line}
-    rows = reference()
-    assert set(quoted) == {r.name for r in rows}
-    for r in rows:
-        line, dot = r.classes.index("line"), r.classes.index("dot")
-        cells = [f"{100 * r.miou:.1f} ± {100 * r.miou_std:.1f}",
-                 f"{100 * r.boundary_f:.1f} ± {100 * r.boundary_f_std:.1f}",
-                 f"{100 * r.iou[line]:.1f} ± {100 * r.iou_std[line]:.1f}",
-                 f"{100 * r.iou[dot]:.1f} ± {100 * r.iou_std[dot]:.1f}",
-                 f"{r.gflops:.2f}", f"{r.train_peak_mib:.0f}",
-                 f"{100 * r.plateau:+.1f}", f"{100 * r.swing:.1f}"]
-        assert quoted[r.name] == f"| {r.name} | " + " | ".join(cells) + " |"

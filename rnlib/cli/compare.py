@@ -34,7 +34,8 @@ def _compare(args: argparse.Namespace) -> None:
     text = f"# {name} ({args.preset})\n\n{made_by(command)}\n\n{format_rows(rows, config)}"
     print(text)
     write_text(out / f"{name}.md", text)
-    write_text(out / f"{name}.json", json.dumps(rows_as_dicts(rows), indent=1))
+    record = out / f"{name}.json"
+    write_text(record, json.dumps(rows_as_dicts(rows, record), indent=1))
     viz.plot_comparison(rows, f"{name}: {args.preset}").savefig(out / f"{name}.png", dpi=110)
     if any(len(c["step"]) > 1 for r in rows for c in r.curves):  # --eval-every-steps: curves
         viz.plot_curves(rows, f"{name}: validation mIoU").savefig(out / f"{name}-curves.png",

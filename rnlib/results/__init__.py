@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..compare import Row
+from ..recorded_paths import resolve_recorded
 
 __all__ = ["REFERENCE", "reference", "load_rows"]
 
@@ -15,8 +16,11 @@ REFERENCE = Path(__file__).resolve().parent / "reference.json"  # benchmarks/ref
 
 
 def load_rows(path: str | Path) -> list[Row]:
-    """Rows written by ``rnlib compare`` (its JSON file)."""
-    return [Row(**row) for row in json.loads(Path(path).read_text())]
+    """Rows written by ``rnlib compare`` (its JSON file), their runs' paths resolved."""
+    rows = [Row(**row) for row in json.loads(Path(path).read_text())]
+    for row in rows:
+        row.checkpoints = [str(resolve_recorded(c, path)) for c in row.checkpoints]
+    return rows
 
 
 def reference() -> list[Row]:
