@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..data.sources import SHAPES_COUNT
+from ..data.sources import GENERATED, SHAPES_COUNT
 
 
 def _data(args: argparse.Namespace) -> None:
     from ..data.sources import load_source, shapes_count
 
     options: dict = {"root": args.data_dir} if args.data_dir else {}
-    if args.name == "shapes":
+    if args.name in GENERATED:
         options.update(size=args.size, seed=args.seed)
     elif args.name in ("voc", "pets"):
         options["download"] = args.download
     for split in args.splits:
-        if args.name == "shapes":  # the very splits that training with --count reads
+        if args.name in GENERATED:  # the very splits that training with --count reads
             options["count"] = shapes_count(split, args.count)
         source = load_source(args.name, split, **options)
         classes = f"; classes: {', '.join(source.classes)}" if source.classes else ""
