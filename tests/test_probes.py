@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rnlib.blocks import RCU, ChainedResidualPooling
+from rnlib.cli import main
 from rnlib.config import make_config
 from rnlib.data import load_source, probes
 from rnlib.data.generated import generated_indices
@@ -122,6 +123,16 @@ def test_a_probe_is_a_dataset_by_name_cached_and_split_like_shapes(tmp_path):
     config = make_config(dataset="probe-detail", data_options={"count": 16, "size": 32,
                                                                "root": str(tmp_path)})
     assert len(make_source(config, "val")) == 64  # held out as Shapes': at least 64
+
+
+def test_rnlib_data_makes_a_probe_and_refuses_a_bad_size_in_one_line(tmp_path, capsys):
+    main(["data", "probe-context", "--count", "8", "--size", "32", "--splits", "train", "test",
+          "--data-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "probe-context/train-8-32px-seed0: 8 samples; classes: background, disc, box" in out
+    assert "probe-context/test-64-32px-seed0: 64 samples" in out  # as training reads it
+    with pytest.raises(SystemExit, match="probe-scale's size must be a whole number"):
+        main(["data", "probe-scale", "--size", "8", "--data-dir", str(tmp_path)])
 
 
 def test_rcu_and_crp_without_shortcut_drop_only_the_identity_path():
