@@ -81,14 +81,19 @@ def metrics(probe: str) -> list[str]:
     return [*bins, "all", *per_class]
 
 
+def _loader(config: TrainConfig, split: str) -> DataLoader:
+    """``split`` of the config's dataset, in order and unaugmented, in batches of its size."""
+    data = SegmentationDataset(make_source(config, split), config.num_classes, eval_transform())
+    return DataLoader(data, batch_size=config.batch_size, collate_fn=pad_collate)
+
+
 def binned_iou(model: nn.Module, config: TrainConfig, probe: str) -> dict[str, float]:
     """IoU on the test split, pooled bin by bin (:func:`rnlib.data.probes.bin_of`): the mean
     over the foreground classes (a bin's column, and ``all``), and each class's (``CLASS,
     BIN``); NaN where a bin has no image."""
-    source = make_source(config, config.test_split)
-    loader = DataLoader(SegmentationDataset(source, config.num_classes, eval_transform()),
-                        batch_size=config.batch_size, collate_fn=pad_collate)
-    bins = [probes.bin_of(probe, i) for i in generated_indices(config.test_split, len(source))]
+    loader = _loader(config, config.test_split)
+    bins = [probes.bin_of(probe, i)
+            for i in generated_indices(config.test_split, len(loader.dataset))]
     matrices = [ConfusionMatrix(config.num_classes) for _ in probes.BINS[probe]]
     seen = 0
     with torch.inference_mode():
@@ -109,19 +114,14 @@ def binned_iou(model: nn.Module, config: TrainConfig, probe: str) -> dict[str, f
 def identity(model: nn.Module, config: TrainConfig, initial: dict[str, float]
              ) -> dict[str, float]:
     """Test mIoU of the trained model, and the backbone's gradient norms at initialisation."""
-    source = make_source(config, config.test_split)
-    loader = DataLoader(SegmentationDataset(source, config.num_classes, eval_transform()),
-                        batch_size=config.batch_size, collate_fn=pad_collate)
-    result = {"test mIoU": evaluate(model, loader, config.num_classes).miou}
+    result = {"test mIoU": evaluate(model, _loader(config, config.test_split),
+                                    config.num_classes).miou}
     return result | {f"grad {s}": initial[s] for s in STAGES}
 
 
 def first_batches(config: TrainConfig) -> list:
     """The first training batches, without augmentation (the gradients at initialisation)."""
-    data = SegmentationDataset(make_source(config, "train"), config.num_classes,
-                               eval_transform())
-    return list(islice(DataLoader(data, batch_size=config.batch_size, collate_fn=pad_collate),
-                       GRADIENT_BATCHES))
+    return list(islice(_loader(config, "train"), GRADIENT_BATCHES))
 
 
 def run(probe: str, config: TrainConfig, folder: Path) -> dict[str, float]:
