@@ -82,18 +82,20 @@ class RCU(nn.Module):
     The first ReLU is out-of-place on purpose: an in-place ReLU on the input would silently
     turn the shortcut into ``relu(x) + F(x)``. The second ReLU and the sum work in place on
     the convolutions' own new outputs, which no backward pass needs: the same values, and no
-    extra 1/4-resolution map to allocate.
+    extra 1/4-resolution map to allocate. ``shortcut=False`` drops the ``x +`` (§3.3's
+    identity mapping), for the ablation that shows what it is for.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, shortcut: bool = True) -> None:
         super().__init__()
+        self.shortcut = shortcut
         self.conv1 = conv(channels, channels, 3, bias=True)  # released code: bias on the first
         self.conv2 = conv(channels, channels, 3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C, H, W)
         out = self.conv1(F.relu(x))  # never relu_(x): x is the shortcut
         out = self.conv2(F.relu_(out))
-        return out.add_(x)  # x + out
+        return out.add_(x) if self.shortcut else out  # x + out
 
 
 class MultiResolutionFusion(nn.Module):
@@ -144,7 +146,8 @@ class ChainedResidualPooling(nn.Module):
     ``relu(x)``, then a CHAIN of blocks, each a 5x5 stride-1 max pooling and a convolution
     fed with the previous block's output; the result is ``relu(x)`` plus every block's output.
     ``order="conv-pool"`` is the improved variant that convolves before pooling;
-    ``num_blocks=0`` leaves only the ReLU (the "without CRP" ablation).
+    ``num_blocks=0`` leaves only the ReLU (the "without CRP" ablation). ``shortcut=False``
+    returns the last block's output alone (no identity path, §3.3): a plain chain.
     Receptive field, counted in positions of the map it pools (the block's resolution): each
     block widens it by 5 - 1 for its pooling and kernel_size - 1 for its convolution, so
     4 blocks with 3x3 convolutions (the default) reach 25x25 positions, 1 + 4 x (4 + 2); with
@@ -159,14 +162,15 @@ class ChainedResidualPooling(nn.Module):
     ORDERS = ("pool-conv", "conv-pool")
 
     def __init__(
-        self, channels: int, num_blocks: int = 4, kernel_size: int = 3, order: str = "pool-conv"
+        self, channels: int, num_blocks: int = 4, kernel_size: int = 3, order: str = "pool-conv",
+        shortcut: bool = True,
     ) -> None:
         super().__init__()
         if order not in self.ORDERS:
             raise ValueError(f"order must be one of {self.ORDERS}, got {order!r}")
         if num_blocks < 0:
             raise ValueError(f"ChainedResidualPooling needs num_blocks >= 0, got {num_blocks}")
-        self.order = order
+        self.order, self.shortcut = order, shortcut
         self.convs = nn.ModuleList(conv(channels, channels, kernel_size) for _ in range(num_blocks))
 
     @staticmethod
@@ -184,7 +188,7 @@ class ChainedResidualPooling(nn.Module):
         for i, conv_ in enumerate(self.convs):
             path = conv_(self.pool(path)) if self.order == "pool-conv" else self.pool(conv_(path))
             out = out + path if i == 0 else out.add_(path)  # in place once out is a new map
-        return out
+        return out if self.shortcut else path
 
 
 class RefineNetBlock(nn.Module):
@@ -195,7 +199,8 @@ class RefineNetBlock(nn.Module):
     or one per path; the released code puts 2 on backbone paths and 0 on the path coming from
     the previous block, whose output RCUs already refined it). With ``kernel_size=1``,
     ``rcus_per_path=0`` and ``out_rcus=0`` this is the Light-Weight RefineNet block
-    (Nekrasov et al., BMVC 2018). ``align_corners`` goes to the fusion's resize.
+    (Nekrasov et al., BMVC 2018). ``align_corners`` goes to the fusion's resize;
+    ``shortcuts=False`` drops the identity path of every RCU and of the CRP (§3.3).
     ``norm=True`` puts a BatchNorm on the fused map, before CRP's ReLU: not in the paper or
     the released code, it keeps that ReLU from shutting the coarse paths off in short runs
     (benchmarks/coarse_paths.md).
@@ -213,6 +218,7 @@ class RefineNetBlock(nn.Module):
         crp_order: str = "pool-conv",
         align_corners: bool = True,
         norm: str = "none",
+        shortcuts: bool = True,
     ) -> None:
         super().__init__()
         in_channels = list(in_channels)
@@ -225,13 +231,15 @@ class RefineNetBlock(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.adapt = nn.ModuleList(
-            nn.Sequential(*(RCU(c) for _ in range(n))) for c, n in zip(in_channels, rcus_per_path)
+            nn.Sequential(*(RCU(c, shortcuts) for _ in range(n)))
+            for c, n in zip(in_channels, rcus_per_path)
         )
         self.fuse = MultiResolutionFusion(in_channels, out_channels, kernel_size, align_corners,
                                           norm=norm == "fusion")
         self.norm = nn.BatchNorm2d(out_channels) if norm == "crp" else nn.Identity()
-        self.pool = ChainedResidualPooling(out_channels, crp_blocks, kernel_size, crp_order)
-        self.out = nn.Sequential(*(RCU(out_channels) for _ in range(out_rcus)))
+        self.pool = ChainedResidualPooling(out_channels, crp_blocks, kernel_size, crp_order,
+                                           shortcuts)
+        self.out = nn.Sequential(*(RCU(out_channels, shortcuts) for _ in range(out_rcus)))
 
     def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         _check_paths(self, xs, self.in_channels)

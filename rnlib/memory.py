@@ -55,7 +55,9 @@ def check_run_memory(config: TrainConfig, device: torch.device) -> None:
     check_memory(batch * crop * crop * TRAIN_BYTES_PER_PIXEL, free,
                  f"training a batch of {batch} crops of {crop}x{crop}",
                  "lower crop (--set crop=...) or --batch-size")
-    side = config.data_options.get("size") if config.dataset == "shapes" else None
+    from .data.sources import GENERATED  # rnlib.data imports this module
+
+    side = config.data_options.get("size") if config.dataset in GENERATED else None
     if isinstance(side, int) and side > 0:
         check_memory(side * side * max(GENERATE_BYTES_PER_PIXEL, batch * EVAL_BYTES_PER_PIXEL),
                      free, f"Shapes images of {side}x{side} (generated, then evaluated whole "

@@ -23,7 +23,7 @@ from .data import (
     pad_collate,
     train_transform,
 )
-from .data.sources import SHAPES_COUNT, Source, shapes_count
+from .data.sources import GENERATED, SHAPES_COUNT, Source, shapes_count
 from .evaluate import EvalResult, evaluate
 from .memory import check_run_memory
 from .models import build_model
@@ -38,10 +38,11 @@ __all__ = ["make_source", "make_model", "resolve_classes", "class_names", "train
 
 
 def make_source(config: TrainConfig, split: str) -> Source:
-    """The source of ``split`` named by ``config.dataset`` (Shapes: ``data_options["count"]``
-    is the training set's size, and :func:`~rnlib.data.sources.shapes_count` the split's)."""
+    """The source of ``split`` named by ``config.dataset`` (Shapes and the probes:
+    ``data_options["count"]`` is the training set's size, and
+    :func:`~rnlib.data.sources.shapes_count` the split's)."""
     options = dict(config.data_options)
-    if config.dataset == "shapes":
+    if config.dataset in GENERATED:
         options["count"] = shapes_count(split, options.get("count", SHAPES_COUNT))
     return load_source(config.dataset, split, **options)
 

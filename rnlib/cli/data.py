@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..data.sources import SHAPES_COUNT
+from ..data.sources import GENERATED, SHAPES_COUNT
 
 
 def _data(args: argparse.Namespace) -> None:
     from ..data.sources import load_source, shapes_count
 
     options: dict = {"root": args.data_dir} if args.data_dir else {}
-    if args.name == "shapes":
+    if args.name in GENERATED:
         options.update(size=args.size, seed=args.seed)
     elif args.name in ("voc", "pets"):
         options["download"] = args.download
     for split in args.splits:
-        if args.name == "shapes":  # the very splits that training with --count reads
+        if args.name in GENERATED:  # the very splits that training with --count reads
             options["count"] = shapes_count(split, args.count)
         source = load_source(args.name, split, **options)
         classes = f"; classes: {', '.join(source.classes)}" if source.classes else ""
@@ -44,14 +44,15 @@ def add_models_command(subparsers: Any) -> argparse.ArgumentParser:
 def add_data_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``rnlib data``."""
     p = subparsers.add_parser("data", help="prepare (and with --download fetch) a dataset")
-    p.add_argument("name", help="shapes, voc, pets, hf:NAME_OR_PATH or a folder")
+    p.add_argument("name", help="shapes, probe-detail (-context, -scale), voc, pets, "
+                                "hf:NAME_OR_PATH or a folder")
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--download", action="store_true", help="voc and pets: fetch if missing")
     p.add_argument("--count", type=int, default=SHAPES_COUNT,
-                   help="shapes: training images (val and test: a tenth, at least 64, as "
+                   help="shapes, probe-*: training images (val and test: a tenth, at least 64, as "
                         "training reads them)")
-    p.add_argument("--size", type=int, default=128, help="shapes: image side")
-    p.add_argument("--seed", type=int, default=0, help="shapes: the dataset's seed")
+    p.add_argument("--size", type=int, default=128, help="shapes, probe-*: image side")
+    p.add_argument("--seed", type=int, default=0, help="shapes, probe-*: the dataset's seed")
     p.add_argument("--data-dir", help="default: $RNLIB_DATA_DIR, else the checkout's data/")
     p.set_defaults(run=_data)
     return p

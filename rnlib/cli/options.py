@@ -41,13 +41,14 @@ def pairs(items: Sequence[str] | None, flag: str) -> dict[str, object]:
 # TrainConfig field it sets or None, argparse options), in the order --help lists them. Every
 # other field is reached with --set KEY=VALUE.
 RUN_FLAGS: tuple[tuple[str, str, str | None, dict], ...] = (
-    ("data", "--dataset", "dataset", dict(help="shapes, voc, pets, hf:NAME_OR_PATH or a folder "
-                                               "with images/ and masks/ (default: the preset's)")),
+    ("data", "--dataset", "dataset", dict(help="shapes, probe-detail (-context, -scale), voc, "
+                                               "pets, hf:NAME_OR_PATH or a folder with images/ "
+                                               "and masks/ (default: the preset's)")),
     ("data", "--num-classes", "num_classes", dict(type=int,
                                                   help="default: the dataset's own classes")),
     ("data", "--data-dir", None, dict(help="where datasets are cached (default: "
                                            "$RNLIB_DATA_DIR, else the checkout's data/)")),
-    ("data", "--count", None, dict(type=int, help="Shapes: training images (val and test: "
+    ("data", "--count", None, dict(type=int, help="Shapes, probes: training images (val and test: "
                                                   "1/10)")),
     ("model", "--model", "model", dict(help="a registry name (rnlib models); default: the "
                                             "preset's")),

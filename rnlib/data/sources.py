@@ -21,11 +21,13 @@ import numpy as np
 from PIL import Image
 
 from ..memory import GENERATE_BYTES_PER_PIXEL, MAX_IMAGE_PIXELS, available_memory, check_memory
+from . import probes
+from .generated import generated_indices
 from .synthetic import CLASSES, PALETTE, ShapesConfig, make_samples
 
 __all__ = ["Source", "HFSource", "FileSource", "DataError", "shapes", "huggingface", "folder",
            "voc", "pets", "load_source", "data_dir", "dataset_options", "default_palette",
-           "SPLITS", "held_out_size", "shapes_count"]
+           "SPLITS", "GENERATED", "held_out_size", "shapes_count"]
 
 DATA_ENV = "RNLIB_DATA_DIR"
 SPLITS = ("train", "val", "test")
@@ -231,29 +233,46 @@ def shapes_count(split: str, train_count: int = SHAPES_COUNT) -> int:
     return train_count if split == "train" else held_out_size(train_count, SHAPES_MIN_HELD_OUT)
 
 
-def shapes(split: str = "train", *, count: int = SHAPES_COUNT, size: int = 128, seed: int = 0,
-           root: str | Path | None = None) -> HFSource:
-    """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
-    ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow). Splits use disjoint
-    image indices; ``count`` is the split's own size (a run's: :func:`shapes_count`)."""
+def _generated(name: str, split: str, count: int, size: int, seed: int,
+               root: str | Path | None, make: Callable[[range], tuple[np.ndarray, np.ndarray]],
+               classes: Sequence[str], palette: Sequence[tuple[int, int, int]]) -> HFSource:
+    """Dataset ``name``, whose images ``make(indices)`` draws, generated once and cached under
+    ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow)."""
     datasets = hf_datasets()
-    offsets = {"train": 0, "val": 1_000_000, "test": 2_000_000}
-    if split not in offsets:
-        raise ValueError(f"Shapes has splits {', '.join(offsets)}, got {split!r}")
-    path = Path(root or data_dir()) / "shapes" / f"{split}-{count}-{size}px-seed{seed}"
+    indices = generated_indices(split, count)
+    path = Path(root or data_dir()) / name / f"{split}-{count}-{size}px-seed{seed}"
     if not (path / "dataset_info.json").exists():
-        check_memory(size * size * (GENERATE_BYTES_PER_PIXEL + 4 * count),
-                     available_memory(), f"generating {count} Shapes images of "
-                     f"{size}x{size}", "lower size or count")
-        images, masks = make_samples(seed, count, ShapesConfig(size=size), start=offsets[split])
+        check_memory(size * size * (GENERATE_BYTES_PER_PIXEL + 4 * count), available_memory(),
+                     f"generating {count} {name} images of {size}x{size}", "lower size or count")
+        images, masks = make(indices)
         features = datasets.Features({"image": datasets.Image(), "mask": datasets.Image()})
         ds = datasets.Dataset.from_dict(
             {"image": [_encode(a, "BMP") for a in images],  # noise does not compress: BMP is
              "mask": [_encode(m, "PNG") for m in masks]},   # 10x faster to write than PNG
             features=features)
         _save(ds, path)
-    return HFSource(datasets.load_from_disk(str(path)), f"shapes/{path.name}", classes=CLASSES,
-                    palette=PALETTE)
+    return HFSource(datasets.load_from_disk(str(path)), f"{name}/{path.name}", classes=classes,
+                    palette=palette)
+
+
+def shapes(split: str = "train", *, count: int = SHAPES_COUNT, size: int = 128, seed: int = 0,
+           root: str | Path | None = None) -> HFSource:
+    """The offline Shapes dataset (rnlib.data.synthetic), generated once and cached under
+    ``root`` (default :func:`data_dir`) as a Hugging Face dataset (Arrow). Splits use disjoint
+    image indices; ``count`` is the split's own size (a run's: :func:`shapes_count`)."""
+    return _generated("shapes", split, count, size, seed, root, lambda ix: make_samples(
+        seed, len(ix), ShapesConfig(size=size), start=ix.start), CLASSES, PALETTE)
+
+
+def _probe(probe: str) -> Callable[..., HFSource]:
+    """The loader of dataset ``probe-PROBE`` (:mod:`rnlib.data.probes`), made as Shapes is."""
+    def load(split: str = "train", *, count: int = SHAPES_COUNT, size: int = 128,
+             seed: int = 0, root: str | Path | None = None) -> HFSource:
+        probes.check_options(probe, size, count)
+        return _generated(f"probe-{probe}", split, count, size, seed, root, lambda ix: (
+            probes.make_samples(probe, seed, len(ix), size, ix.start)),
+            probes.CLASSES[probe], probes.PALETTE)
+    return load
 
 
 def _encode(array: np.ndarray, fmt: str) -> dict:
@@ -430,7 +449,9 @@ def _read_ids(path: Path, what: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets": pets}
+LOADERS: dict[str, Callable[..., Source]] = {"shapes": shapes, "voc": voc, "pets": pets,
+                                             **{f"probe-{p}": _probe(p) for p in probes.PROBES}}
+GENERATED = ("shapes", *(f"probe-{p}" for p in probes.PROBES))  # datasets drawn from a seed
 
 
 def _loader(name: str | None) -> Callable[..., Source]:
@@ -445,8 +466,8 @@ def _loader(name: str | None) -> Callable[..., Source]:
         return huggingface
     if Path(name).is_dir():
         return folder
-    raise ValueError(f"unknown dataset {name!r}: pass --dataset (dataset=...) with shapes, voc, "
-                     f"pets, hf:NAME_OR_PATH or a folder with images/ and masks/")
+    raise ValueError(f"unknown dataset {name!r}: pass --dataset (dataset=...) with "
+                     f"{', '.join(LOADERS)}, hf:NAME_OR_PATH or a folder with images/ and masks/")
 
 
 def dataset_options(name: str | None) -> tuple[str, ...]:
@@ -464,7 +485,8 @@ def dataset_options(name: str | None) -> tuple[str, ...]:
 
 
 def load_source(name: str | None, split: str = "train", **options) -> Source:
-    """A source by name: ``shapes``, ``voc``, ``pets``, ``hf:NAME_OR_PATH``, or a folder path.
+    """A source by name: ``shapes``, ``voc``, ``pets``, ``probe-detail`` (``-context``,
+    ``-scale``: :mod:`rnlib.data.probes`), ``hf:NAME_OR_PATH``, or a folder path.
     ``options`` go to the loader (:func:`dataset_options`; ``root`` is the data folder of
     shapes, voc and pets)."""
     loader = _loader(name)

@@ -69,6 +69,54 @@ def _window(centre_y: float, centre_x: float, reach: float, n: int) -> tuple[sli
     return span(centre_y), span(centre_x)
 
 
+def _background(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured (n, n, 3) background, two random colours mixed by smooth noise plus a finer
+    mottling, and its mean colour."""
+    mix = _smooth_noise(rng, n, 4)[..., None] * 0.7 + _smooth_noise(rng, n, 16)[..., None] * 0.3
+    bg_a, bg_b = _colour(rng), _colour(rng)
+    return (bg_a * (1 - mix) + bg_b * mix).astype(np.float32), (bg_a + bg_b) / 2
+
+
+@dataclass(frozen=True)
+class _Stripes:
+    """One image's stripe texture: every disc and box of the image is filled with it."""
+
+    theta: float
+    period: float
+    colours: np.ndarray  # (2, 3)
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, scale: float) -> _Stripes:
+        theta, period = rng.uniform(0, np.pi), rng.uniform(4, 9) * scale
+        return cls(theta, period, np.stack([_colour(rng), _colour(rng)]))
+
+    def paint(self, image: np.ndarray, win: tuple[slice, slice], inside: np.ndarray,
+              y: np.ndarray, x: np.ndarray) -> None:
+        """Fill the pixels ``inside`` the window ``win`` (coordinates ``y``, ``x``)."""
+        phase = (x[inside] * np.cos(self.theta) + y[inside] * np.sin(self.theta)) / self.period
+        image[win][inside] = self.colours[(np.sin(2 * np.pi * phase) > 0).astype(int)]
+
+
+def _segment(yy: np.ndarray, xx: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float
+             ) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The window around the segment ``p0``-``p1`` (y, x) and, in it, the pixels whose centre
+    is within ``width / 2`` of the segment: a line ``width`` pixels wide."""
+    (y0, x0), (y1, x1) = p0, p1
+    win = (slice(int(min(y0, y1) - width), int(max(y0, y1) + width) + 2),
+           slice(int(min(x0, x1) - width), int(max(x0, x1) + width) + 2))
+    win = tuple(slice(max(0, w.start), w.stop) for w in win)
+    y, x = yy[win], xx[win]
+    dy, dx = y1 - y0, x1 - x0
+    t = np.clip(((y - y0) * dy + (x - x0) * dx) / (dy * dy + dx * dx + 1e-6), 0, 1)
+    return win, (y - y0 - t * dy) ** 2 + (x - x0 - t * dx) ** 2 <= (width / 2) ** 2
+
+
+def _finish(image: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Uniform per-pixel noise of standard deviation ``noise``, then uint8."""
+    image += (rng.random(image.shape, dtype=np.float32) - 0.5) * (noise * 12**0.5)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
 def make_sample(seed: int, index: int, config: ShapesConfig = ShapesConfig()
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Image ``index`` of dataset ``seed``: (H, W, 3) uint8 image, (H, W) uint8 class mask."""
@@ -76,17 +124,11 @@ def make_sample(seed: int, index: int, config: ShapesConfig = ShapesConfig()
     n = config.size
     scale = n / 128
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-
-    # background: two random colours mixed by smooth noise, plus a finer mottling
-    mix = _smooth_noise(rng, n, 4)[..., None] * 0.7 + _smooth_noise(rng, n, 16)[..., None] * 0.3
-    bg_a, bg_b = _colour(rng), _colour(rng)
-    image = (bg_a * (1 - mix) + bg_b * mix).astype(np.float32)  # (n, n, 3)
-    mean_bg = (bg_a + bg_b) / 2
+    image, mean_bg = _background(rng, n)
     mask = np.zeros((n, n), np.uint8)
 
     # discs and boxes: one stripe texture per image, shared by both classes
-    theta, period = rng.uniform(0, np.pi), rng.uniform(4, 9) * scale
-    stripe_colours = np.stack([_colour(rng), _colour(rng)])  # (2, 3)
+    stripes = _Stripes.draw(rng, scale)
     for _ in range(rng.integers(1, config.max_big + 1)):
         r = rng.uniform(14, 30) * scale
         cy, cx = rng.uniform(0, n, size=2)
@@ -96,21 +138,13 @@ def make_sample(seed: int, index: int, config: ShapesConfig = ShapesConfig()
             inside, label = (y - cy) ** 2 + (x - cx) ** 2 <= r**2, 1
         else:
             inside, label = (np.abs(y - cy) <= r * 0.9) & (np.abs(x - cx) <= r * 0.9), 2
-        phase = (x[inside] * np.cos(theta) + y[inside] * np.sin(theta)) / period
-        image[win][inside] = stripe_colours[(np.sin(2 * np.pi * phase) > 0).astype(int)]
+        stripes.paint(image, win, inside, y, x)
         mask[win][inside] = label
 
     # thin lines: 1-3 px wide segments in a colour that stands out from the background
     for _ in range(rng.integers(1, config.max_lines + 1)):
-        (y0, x0), (y1, x1) = rng.uniform(0, n, size=(2, 2))
-        width = rng.uniform(1, 3) * scale
-        win = (slice(int(min(y0, y1) - width), int(max(y0, y1) + width) + 2),
-               slice(int(min(x0, x1) - width), int(max(x0, x1) + width) + 2))
-        win = tuple(slice(max(0, w.start), w.stop) for w in win)
-        y, x = yy[win], xx[win]
-        dy, dx = y1 - y0, x1 - x0
-        t = np.clip(((y - y0) * dy + (x - x0) * dx) / (dy * dy + dx * dx + 1e-6), 0, 1)
-        on = (y - y0 - t * dy) ** 2 + (x - x0 - t * dx) ** 2 <= (width / 2) ** 2
+        p0, p1 = rng.uniform(0, n, size=(2, 2))
+        win, on = _segment(yy, xx, p0, p1, rng.uniform(1, 3) * scale)
         image[win][on] = _colour(rng, avoid=mean_bg)
         mask[win][on] = 3
 
@@ -123,8 +157,7 @@ def make_sample(seed: int, index: int, config: ShapesConfig = ShapesConfig()
         image[win][(yy[win] + xx[win]) % 2 == 0] = _colour(rng, avoid=mean_bg)
         mask[win] = 4
 
-    image += (rng.random(image.shape, dtype=np.float32) - 0.5) * (config.noise * 12**0.5)
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8), mask
+    return _finish(image, rng, config.noise), mask
 
 
 def make_samples(seed: int, count: int, config: ShapesConfig = ShapesConfig(), start: int = 0

@@ -50,8 +50,10 @@ class RefineNetDecoder(nn.Module):
     authors' ``nn.Upsample``; with it rnlib computes the released models' function exactly).
     ``residual_init="zero"`` starts the last convolution of every residual branch (each RCU's
     second, each pooling block's) at zero, so that every block starts as the identity;
-    ``"default"`` keeps PyTorch's initialisation, as the released code does. ``norm=True``
-    puts a BatchNorm before every CRP (see :class:`~rnlib.blocks.RefineNetBlock`).
+    ``"default"`` keeps PyTorch's initialisation, as the released code does.
+    ``shortcuts=False`` drops the identity path of every RCU and CRP (§3.3's short-range
+    identity mappings), for the ablation that measures them.
+    ``norm`` puts BatchNorms in every block (see :class:`~rnlib.blocks.RefineNetBlock`).
     """
 
     RESIDUAL_INITS = ("default", "zero")
@@ -73,11 +75,15 @@ class RefineNetDecoder(nn.Module):
         align_corners: bool = True,
         residual_init: str = "default",
         norm: str = "none",
+        shortcuts: bool = True,
     ) -> None:
         super().__init__()
         if residual_init not in self.RESIDUAL_INITS:
             raise ValueError(f"residual_init must be one of {self.RESIDUAL_INITS}, "
                              f"got {residual_init!r}")
+        if residual_init == "zero" and not shortcuts:
+            raise ValueError("residual_init='zero' with shortcuts=False would make every block "
+                             "output zeros; keep the shortcuts or the default initialisation")
         kernel = 1 if light else 3
         if light:
             rcus = out_rcus = 0
@@ -99,7 +105,7 @@ class RefineNetDecoder(nn.Module):
                 in_channels, out_channels,
                 rcus_per_path=[rcus] * len(group) + [0] * len(previous),
                 crp_blocks=crp_blocks, out_rcus=out_rcus, kernel_size=kernel, crp_order=crp_order,
-                align_corners=align_corners, norm=norm,
+                align_corners=align_corners, norm=norm, shortcuts=shortcuts,
             ))
             previous = [out_channels]
         self.classifier = nn.Conv2d(previous[0], num_classes, 3, padding=1, bias=True)
