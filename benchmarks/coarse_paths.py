@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import sys
 from collections.abc import Iterable, Iterator
@@ -60,6 +61,7 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "residual branches start at zero": ({"residual_init": "zero"}, {}),
     "2 CRP stages": ({"crp_blocks": 2}, {}),
     "lr 3e-4": ({}, {"lr": 3e-4}),
+    "layer1 and layer2 paths only": ({"stages": (0, 1)}, {}),
 }
 
 
@@ -73,6 +75,16 @@ def path_zeroed(model: nn.Module, stage: int) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def paths(model: nn.Module) -> list[tuple[int, str]]:
+    """The backbone stages that feed ``model``'s decoder: (index, name), finest first."""
+    return [(i, STAGES[i]) for i in sorted(int(k) for k in model.decoder.adapt)]
+
+
+def block_names(model: nn.Module) -> list[str]:
+    """Each block of a 4-cascade, named by the backbone stage it takes, coarsest first."""
+    return [STAGES[group[0] % 4] for group in model.decoder.groups]
 
 
 def gradient_norms(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -90,7 +102,7 @@ def gradient_norms(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch
         return hook
 
     handles = [model.decoder.adapt[str(i)].register_forward_hook(keep(f"path {name}"))
-               for i, name in enumerate(STAGES)]
+               for i, name in paths(model)]
     sums: dict[str, list[float]] = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -98,9 +110,11 @@ def gradient_norms(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch
             model.zero_grad(set_to_none=True)
             F.cross_entropy(model(images), masks, ignore_index=IGNORE_INDEX).backward()
             norms = {name: float(f.grad.norm()) for name, f in features.items()}
-            for name in STAGES:
-                grads = [p.grad for p in getattr(model.backbone, name).parameters()]
-                norms[name] = float(torch.cat([g.flatten() for g in grads]).norm())
+            for name in STAGES:  # a stage that feeds no path gets no gradient
+                grads = [p.grad.flatten() for p in getattr(model.backbone, name).parameters()
+                         if p.grad is not None]
+                if grads:
+                    norms[name] = float(torch.cat(grads).norm())
             for name, value in norms.items():
                 sums.setdefault(name, []).append(value)
     for h in handles:
@@ -131,7 +145,7 @@ def inside_blocks(model: nn.Module, loader: DataLoader) -> dict[str, float]:
         return hook
 
     handles = []
-    for block, stage in zip(model.decoder.blocks, reversed(STAGES)):
+    for block, stage in zip(model.decoder.blocks, block_names(model)):
         handles.append(block.pool.register_forward_pre_hook(live(stage)))
         if len(block.in_channels) == 2:  # [backbone path, the previous block's output]
             handles += [conv_.register_forward_hook(fused(stage, i))
@@ -151,11 +165,10 @@ def switch_offs(model: nn.Module, loader: DataLoader) -> dict[str, float]:
         return 100 * evaluate(model, loader, model.num_classes).miou
 
     result = {"as trained": miou()}
-    for i, name in enumerate(STAGES):
+    for i, name in paths(model):
         with path_zeroed(model, i):
             result[f"path {name} off"] = miou()
-    # 4-cascade: decoder.blocks.0 takes layer4, blocks.3 takes layer1 (and the cascade)
-    for (_, block), name in zip(crps(model), reversed(STAGES)):
+    for (_, block), name in zip(crps(model), block_names(model)):
         with switched_off([block]):
             result[f"CRP of {name}'s block off"] = miou()
     return result
@@ -177,7 +190,13 @@ def probe(config: TrainConfig, folder: Path, batches: list) -> dict[str, float]:
 
 
 def mean(results: list[dict[str, float]], key: str) -> float:
-    return statistics.fmean(r[key] for r in results)
+    """The mean over seeds; NaN where the variant has no such part (a path it does not take)."""
+    return statistics.fmean(r.get(key, math.nan) for r in results)
+
+
+def show(value: float, spec: str, unit: str = "") -> str:
+    """``value`` formatted, or "-" for a part the variant does not have."""
+    return "-" if math.isnan(value) else f"{value:{spec}}{unit}"
 
 
 def spread(results: list[dict[str, float]], key: str) -> str:
@@ -193,18 +212,19 @@ def report(results: dict[str, list[dict[str, float]]], base: TrainConfig, comman
     switched = markdown_table(
         ["variant", "seeds", "test mIoU", *(f"drop, {d}" for d in drops)],
         [[name, len(rs), spread(rs, "as trained"),
-          *(f"{mean(rs, 'as trained') - mean(rs, d):.1f}" for d in drops)]
+          *(show(mean(rs, 'as trained') - mean(rs, d), ".1f") for d in drops)]
          for name, rs in results.items()])
     grads = markdown_table(
         ["variant", "when", *(f"path {s}" for s in STAGES), *(f"{s} weights" for s in STAGES)],
-        [[name, when, *(f"{mean(rs, f'grad path {s}, {when}'):.2g}" for s in STAGES),
-          *(f"{mean(rs, f'grad {s}, {when}'):.2g}" for s in STAGES)]
+        [[name, when, *(show(mean(rs, f'grad path {s}, {when}'), ".2g") for s in STAGES),
+          *(show(mean(rs, f'grad {s}, {when}'), ".2g") for s in STAGES)]
          for name, rs in results.items() for when in ("start", "end")])
     blocks = markdown_table(
         ["variant", "when", *(f"live, {s}'s block" for s in reversed(STAGES)),
          *(f"cascade/backbone, {s}'s block" for s in reversed(STAGES[:3]))],
-        [[name, when, *(f"{100 * mean(rs, f'live {s}, {when}'):.1f}%" for s in reversed(STAGES)),
-          *(f"{mean(rs, f'cascade/backbone {s}, {when}'):.2f}" for s in reversed(STAGES[:3]))]
+        [[name, when,
+          *(show(100 * mean(rs, f'live {s}, {when}'), ".1f", "%") for s in reversed(STAGES)),
+          *(show(mean(rs, f'cascade/backbone {s}, {when}'), ".2f") for s in reversed(STAGES[:3]))]
          for name, rs in results.items() for when in ("start", "end")])
     seeds = {name: sorted({int(r['seed']) for r in rs}) for name, rs in results.items()}
     return (

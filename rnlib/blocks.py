@@ -104,7 +104,8 @@ class MultiResolutionFusion(nn.Module):
     Each path gets a convolution to ``out_channels`` (3x3; 1x1 in Light-Weight RefineNet),
     is resized to the largest resolution among the inputs, and the paths are summed.
     A single input whose width already matches passes straight through. ``align_corners``
-    is the resize's convention (True in the authors' released code).
+    is the resize's convention (True in the authors' released code); ``norm=True`` puts a
+    BatchNorm on each path's term (not in the paper; see :class:`RefineNetBlock`).
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int, kernel_size: int = 3,
@@ -201,10 +202,13 @@ class RefineNetBlock(nn.Module):
     ``rcus_per_path=0`` and ``out_rcus=0`` this is the Light-Weight RefineNet block
     (Nekrasov et al., BMVC 2018). ``align_corners`` goes to the fusion's resize;
     ``shortcuts=False`` drops the identity path of every RCU and of the CRP (§3.3).
-    ``norm=True`` puts a BatchNorm on the fused map, before CRP's ReLU: not in the paper or
-    the released code, it keeps that ReLU from shutting the coarse paths off in short runs
-    (benchmarks/coarse_paths.md).
+    ``norm`` adds BatchNorms that neither the paper nor the released code has: ``"crp"`` one
+    on the fused map, before CRP's first ReLU; ``"fusion"`` one on each path's term of the
+    fusion, so that every path enters the sum at the same scale; ``"none"`` (the default) the
+    released decoder. benchmarks/coarse_paths.md measures what they change.
     """
+
+    NORMS = ("none", "crp", "fusion")
 
     def __init__(
         self,
@@ -221,6 +225,8 @@ class RefineNetBlock(nn.Module):
         shortcuts: bool = True,
     ) -> None:
         super().__init__()
+        if norm not in self.NORMS:
+            raise ValueError(f"norm must be one of {self.NORMS}, got {norm!r}")
         in_channels = list(in_channels)
         if isinstance(rcus_per_path, int):
             rcus_per_path = [rcus_per_path] * len(in_channels)

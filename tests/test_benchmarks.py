@@ -212,3 +212,22 @@ def test_coarse_paths_inside_blocks_matches_a_hand_computation(monkeypatch):
             decoder.blocks[1].fuse.convs[0](backbone).norm()
     assert inside["live layer4"] == pytest.approx(float((coarsest > 0).float().mean()))
     assert inside["cascade/backbone layer3"] == pytest.approx(float(ratio), rel=1e-4)
+
+
+def test_coarse_paths_measures_a_model_with_fewer_paths_and_reports_dashes(monkeypatch):
+    """A variant that takes layer1 and layer2 only is measured at the parts it has; the table
+    shows "-" for the paths and blocks it does not have, not a number."""
+    import rnlib
+
+    probe = _coarse_paths(monkeypatch)
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16),
+                              stages=(0, 1)).eval()
+    assert probe.paths(model) == [(0, "layer1"), (1, "layer2")]
+    assert probe.block_names(model) == ["layer2", "layer1"]
+    batches = [(torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))]
+    norms = probe.gradient_norms(model, batches)
+    assert sorted(norms) == ["layer1", "layer2", "path layer1", "path layer2"]
+    result = {"as trained": 50.0, "path layer1 off": 30.0, "seed": 0}
+    assert probe.show(probe.mean([result], "path layer1 off"), ".1f") == "30.0"
+    assert probe.show(probe.mean([result], "path layer4 off"), ".1f") == "-"

@@ -268,19 +268,49 @@ def test_the_pretrained_weights_are_checked_once_per_model_built(monkeypatch):
     assert calls == [("glyphs", "resnet18")]
 
 
-def test_norm_puts_a_batchnorm_on_every_fused_map_before_crp():
-    """norm=True normalises what CRP's first ReLU sees (about half of it above zero in training,
-    whatever the fusion's scale); the default is the released code's decoder, without it."""
-    plain = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16))
-    normed = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16),
-                               norm=True)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.decoder.modules())
+def test_norm_normalises_what_crp_sees_or_each_fusion_term():
+    """norm="crp" normalises the map CRP's first ReLU sees (about half of it above zero in
+    training, whatever the fusion's scale); norm="fusion" each path's term of the fusion, so
+    that the terms enter the sum at one scale; the default is the released decoder."""
+    def build(norm: str) -> torch.nn.Module:
+        return rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
+                                 widths=(16, 16), norm=norm).train()
+
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in build("none").decoder.modules())
     seen = []
-    for block in normed.decoder.blocks:
-        assert isinstance(block.norm, torch.nn.BatchNorm2d)
+    model = build("crp")
+    for block in model.decoder.blocks:
         block.pool.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
-    normed.train()(100 * torch.randn(4, 3, 64, 64))
+    model(100 * torch.randn(4, 3, 64, 64))
     assert len(seen) == 4
-    for x in seen:  # per channel: mean 0, variance 1 over the batch, whatever the fused scale
+    for x in seen:  # per channel: mean 0 over the batch, whatever the fused scale
         assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
         assert 0.2 < float((x > 0).float().mean()) < 0.8
+    terms = []
+    model = build("fusion")
+    for block in model.decoder.blocks:
+        assert len(block.fuse.norms) == len(block.in_channels)
+        for bn in block.fuse.norms:
+            bn.register_forward_hook(lambda module, inputs, out: terms.append(out.clone()))
+    model(100 * torch.randn(4, 3, 64, 64))
+    assert len(terms) == 7  # one path into the first block, two into each of the other three
+    for t in terms:  # per channel: variance 1 over the batch (0 where a channel is constant)
+        var = t.var(dim=(0, 2, 3), unbiased=False)
+        assert torch.all(((var - 1).abs() < 1e-2) | (var < 1e-2)) and (var > 0.5).any()
+    with pytest.raises(ValueError, match="norm must be one of"):
+        build("group")
+
+
+def test_stages_builds_the_paths_of_those_backbone_stages_only():
+    model = rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16, 16),
+                              stages=(0, 1))
+    assert sorted(model.decoder.adapt) == ["0", "1"] and model.decoder.groups == [(1,), (0,)]
+    assert model(torch.randn(1, 3, 40, 56)).shape == (1, 3, 40, 56)
+    two = rnlib.build_model("refinenet-2cascade", num_classes=3, backbone="resnet18",
+                            widths=(16, 16), stages=(1, 3))
+    assert two.decoder.groups == [(3,), (1,)]
+    for bad in [(4,), (0, 0)]:
+        with pytest.raises(ValueError, match="stages must be distinct backbone stages"):
+            rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", stages=bad)
+    with pytest.raises(ValueError, match="two numbers"):
+        rnlib.build_model("refinenet", num_classes=3, backbone="resnet18", widths=(16,))

@@ -53,7 +53,8 @@ class RefineNetDecoder(nn.Module):
     ``"default"`` keeps PyTorch's initialisation, as the released code does.
     ``shortcuts=False`` drops the identity path of every RCU and CRP (§3.3's short-range
     identity mappings), for the ablation that measures them.
-    ``norm`` puts BatchNorms in every block (see :class:`~rnlib.blocks.RefineNetBlock`).
+    ``norm`` adds BatchNorms to every block (``"crp"`` or ``"fusion"``; see
+    :class:`~rnlib.blocks.RefineNetBlock`).
     """
 
     RESIDUAL_INITS = ("default", "zero")
@@ -78,6 +79,9 @@ class RefineNetDecoder(nn.Module):
         shortcuts: bool = True,
     ) -> None:
         super().__init__()
+        if len(widths) != 2:
+            raise ValueError(f"widths is (coarsest path's width, the other paths' width), "
+                             f"two numbers, got {tuple(widths)}")
         if residual_init not in self.RESIDUAL_INITS:
             raise ValueError(f"residual_init must be one of {self.RESIDUAL_INITS}, "
                              f"got {residual_init!r}")
@@ -160,14 +164,22 @@ def refinenet(
     pretrained_backbone: bool = False,
     in_channels: int = 3,
     cascade: str = "4-cascade",
+    stages: Sequence[int] = (0, 1, 2, 3),
     **options,
 ) -> SegmentationModel:
     """RefineNet on a ResNet; ``cascade`` is one of :data:`CASCADES`, ``options`` go to
     :class:`RefineNetDecoder` (widths, rcus, out_rcus, crp_blocks, crp_order, feature_dropout,
-    classifier_dropout, align_corners, light). Every resize of the model, the final one to
-    the input's size included, follows ``align_corners``."""
+    classifier_dropout, align_corners, light). ``stages`` are the backbone stages whose
+    features the decoder takes (0: layer1 ... 3: layer4; all four in the paper, §3.1): the
+    others' paths, and blocks left without a path, are not built. Every resize of the model,
+    the final one to the input's size included, follows ``align_corners``."""
     if cascade not in CASCADES:
         raise ValueError(f"unknown cascade {cascade!r}; choose one of {', '.join(CASCADES)}")
+    if not stages or not set(stages) <= {0, 1, 2, 3} or len(set(stages)) != len(stages):
+        raise ValueError(f"stages must be distinct backbone stages among 0, 1, 2, 3 "
+                         f"(layer1..layer4), got {stages!r}")
+    groups = [g for g in ([i for i in group if i % 4 in stages] for group in CASCADES[cascade])
+              if g]
     align_corners = options.get("align_corners", True)
 
     def make_backbone() -> ResNetBackbone:
@@ -178,18 +190,19 @@ def refinenet(
                                                 align_corners)
     else:
         encoder = make_backbone()
-    decoder = RefineNetDecoder(encoder.channels, num_classes, groups=CASCADES[cascade], **options)
+    decoder = RefineNetDecoder(encoder.channels, num_classes, groups=groups, **options)
     return SegmentationModel(encoder, decoder, num_classes=num_classes, in_channels=in_channels,
                              align_corners=align_corners)
 
 
 def decoder_options(*, light: bool = False) -> dict[str, object]:
     """The options a RefineNet takes (those of :class:`RefineNetDecoder` that the cascade does
-    not fix) with their defaults; Light-Weight RefineNet has no RCUs and no classifier
-    dropout."""
+    not fix, and ``stages``) with their defaults; Light-Weight RefineNet has no RCUs and no
+    classifier dropout."""
     params = inspect.signature(RefineNetDecoder.__init__).parameters
     options = {k: p.default for k, p in params.items()
                if p.kind is p.KEYWORD_ONLY and k not in ("groups", "light")}
+    options["stages"] = inspect.signature(refinenet).parameters["stages"].default
     if light:
         del options["rcus"], options["out_rcus"]
         options["classifier_dropout"] = 0.0

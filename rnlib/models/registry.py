@@ -57,9 +57,9 @@ def _fits(value: object, default: object) -> bool:
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
         return isinstance(value, (int, float))
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, (tuple, list)) and len(value) == len(default) and all(
-            _fits(v, d) for v, d in zip(value, default))
+    if isinstance(default, (tuple, list)):  # how many entries is the builder's to check
+        return isinstance(value, (tuple, list)) and bool(value) and all(
+            _fits(v, default[0]) for v in value)
     return isinstance(value, type(default))
 
 
