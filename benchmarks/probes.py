@@ -43,7 +43,6 @@ from rnlib.data import SegmentationDataset, eval_transform, pad_collate, probes
 from rnlib.data.generated import generated_indices
 from rnlib.evaluate import evaluate
 from rnlib.metrics import ConfusionMatrix
-from rnlib.models import registry
 from rnlib.runs import make_model, make_source, resolve_classes, train
 from rnlib.tables import made_by, markdown_table
 
@@ -54,12 +53,11 @@ DATASETS = {"detail": "probe-detail", "context": "probe-context", "scale": "prob
 
 
 def contenders(probe: str) -> dict[str, Entry]:
-    """The probe's contenders, the claim's model first. FCN-4s joins the detail probe where
-    it is registered."""
+    """The probe's contenders, the claim's model first. In the detail probe FCN-4s is the
+    control that predicts at RefineNet's output stride (1/4) without its blocks."""
     if probe == "detail":
-        fcn4s = {"FCN-4s": Entry("fcn4s")} if "fcn4s" in registry.list_models() else {}
         return {"RefineNet (4-cascade)": REFINENET, "FCN-8s": Entry("fcn8s"),
-                "Dilated OS8": Entry("dilated-os8"), **fcn4s}
+                "FCN-4s": Entry("fcn4s"), "Dilated OS8": Entry("dilated-os8")}
     if probe == "context":
         return {"CRP, 4 stages": REFINENET,
                 "CRP, 2 stages": Entry("refinenet", (("crp_blocks", 2),)),

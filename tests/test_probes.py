@@ -170,9 +170,9 @@ def script(monkeypatch, tmp_path):
     return module
 
 
-def test_fcn4s_joins_the_detail_probe_where_it_is_registered(script, monkeypatch):
-    assert "FCN-4s" not in script.contenders("detail") or "fcn4s" in script.registry.list_models()
-    monkeypatch.setattr(script.registry, "list_models", lambda: ["fcn4s"])
+def test_the_detail_probe_holds_fcn4s_the_equal_output_stride_control(script):
+    assert list(script.contenders("detail")) == ["RefineNet (4-cascade)", "FCN-8s", "FCN-4s",
+                                                 "Dilated OS8"]
     assert script.contenders("detail")["FCN-4s"].model == "fcn4s"
 
 
