@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .runtime import Autocast
+from .runtime import inference_model
 from .tables import markdown_table
 
 __all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "measure_train_step",
@@ -222,11 +222,12 @@ def _cpu_peak(fn) -> int:
 def measure(name: str, model: nn.Module, size: Sequence[int], *, batch: int = 1,
             latency: bool = True, memory: bool = True, channels_last: bool = False,
             repeats: int = 5, amp_dtype: torch.dtype | None = None) -> Cost:
-    """Parameters, FLOPs/MACs and (optionally) latency and peak memory of ``model``, run
-    under autocast in ``amp_dtype`` if given (:func:`rnlib.runtime.amp_dtype`)."""
+    """Parameters, FLOPs/MACs and (optionally) latency and peak memory of ``model``; with
+    ``amp_dtype`` (:func:`rnlib.runtime.amp_dtype`) latency and memory are those of
+    :func:`rnlib.runtime.inference_model`: a bf16 copy on the CPU, autocast on CUDA."""
     flops = count_flops(model, size, batch)
     cost = Cost(name, count_parameters(model) / 1e6, flops / 1e9, flops / 2e9)
-    run = Autocast(model, amp_dtype) if amp_dtype is not None else model
+    run = inference_model(model, amp_dtype)
     if latency:
         cost.latency_ms = measure_latency(run, size, batch, repeats=repeats,
                                           channels_last=channels_last)

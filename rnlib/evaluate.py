@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .blocks import resize
 from .constants import IGNORE_INDEX
 from .metrics import BoundaryFScore, ConfusionMatrix
-from .runtime import Autocast
+from .runtime import inference_model
 
 __all__ = ["EvalResult", "predict", "evaluate"]
 
@@ -60,12 +60,13 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     """Evaluate ``model`` on (images, masks) batches, e.g. a DataLoader (images of mixed sizes:
     ``collate_fn=rnlib.data.pad_collate``, whose padding the ignore index keeps out of every
     metric). ``reduce`` sums the counts of the processes that shared the data; ``amp_dtype``
-    runs the model under autocast (:func:`rnlib.runtime.amp_dtype`). When ``stop()`` turns
-    true (a stop signal), evaluation ends before the next batch with KeyboardInterrupt."""
+    (:func:`rnlib.runtime.amp_dtype`) runs :func:`rnlib.runtime.inference_model`: a bf16 copy
+    of the model on the CPU, autocast on CUDA. When ``stop()`` turns true (a stop signal),
+    evaluation ends before the next batch with KeyboardInterrupt."""
     device = torch.device(device) if device else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    net = Autocast(model, amp_dtype) if amp_dtype is not None else model
+    net = inference_model(model, amp_dtype)
     cm = ConfusionMatrix(num_classes, ignore_index)
     bf = BoundaryFScore(num_classes, ignore_index=ignore_index)
     for images, masks in tqdm(batches, desc="eval", disable=None if progress else True,

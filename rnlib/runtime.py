@@ -6,6 +6,12 @@ scaler on a CUDA GPU, bfloat16 on a CPU that computes it natively (AVX512-BF16 o
 the BF16 extension on Arm). A CPU without it would emulate bfloat16 and run slower than fp32,
 so AMP is refused there.
 
+Training runs the float32 model under autocast (float32 master weights, bf16 or fp16
+convolutions). Inference on the CPU runs a bfloat16 copy of the model instead
+(:class:`BF16Inference`): autocast casts around every convolution and keeps the element-wise work
+(sums, resizes, pooling) in float32, while a bf16 model halves the bytes of all of it.
+:func:`inference_model` is the one rule that picks between the two.
+
 One process per GPU (or per CPU share) under ``torchrun``, with PyTorch's own
 DistributedDataParallel: ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``, and
 :meth:`Runtime.start` joins the process group (NCCL on GPUs, gloo on CPUs). Rank 0 writes
@@ -15,6 +21,7 @@ checkpoints, logs and progress bars; every rank trains and evaluates its share.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import signal
 import threading
@@ -24,9 +31,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["choose_device", "BF16_CAPABILITIES", "native_bf16", "amp_dtype", "Autocast", "Runtime",
-           "StopSignals"]
+from .models.base import check_images
+
+__all__ = ["choose_device", "BF16_CAPABILITIES", "native_bf16", "amp_dtype", "Autocast",
+           "BF16Inference", "inference_model", "Runtime", "StopSignals"]
 
 
 def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -84,8 +94,9 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 class Autocast(nn.Module):
     """``model`` run under autocast in ``dtype`` (from :func:`amp_dtype`), giving float32
-    logits: how ``rnlib eval``, ``rnlib bench`` and exported files run a model in bf16 or fp16.
-    The weights stay float32 and are ``model``'s own; so is the mode (train or eval)."""
+    logits: how ``rnlib eval`` and ``rnlib bench`` run a model in fp16 or bf16 on CUDA (on
+    the CPU, :class:`BF16Inference`). The weights stay float32 and are ``model``'s own; so is
+    the mode (train or eval)."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
@@ -97,6 +108,52 @@ class Autocast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=self.dtype):
             return self.model(x).float()
+
+
+class BF16Inference(nn.Module):
+    """A bfloat16 copy of ``model`` for inference: weights and activations in bf16, images of
+    any float dtype in (checked as given, by :func:`rnlib.models.check_images`), float32
+    logits out, so that metrics, argmax and export verification need no change. Batch norm
+    keeps its float32 statistics and scale, as under autocast (PyTorch's CPU kernel takes bf16
+    maps with float32 parameters, as fast as all-bf16); a folded batch norm
+    (:func:`rnlib.deploy.fuse_batchnorm`) is a bf16 convolution like any other. ``model`` is
+    not changed; the copy is taken now, in eval mode, and does not train: training runs the
+    float32 model under autocast."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        with torch.no_grad():  # a copy of the weights, never trained: no autograd history
+            self.model = copy.deepcopy(model)
+            self.model.zero_grad()  # drops the copied gradients
+            self.model.to(torch.bfloat16).requires_grad_(False)
+            for source, module in zip(model.modules(), self.model.modules()):
+                if isinstance(module, _BatchNorm):  # back to float32, unrounded
+                    module.float().load_state_dict(source.state_dict())
+        self.in_channels = getattr(model, "in_channels", 3)
+        self.num_classes = getattr(model, "num_classes", None)
+        self.eval()
+
+    def train(self, mode: bool = True) -> BF16Inference:
+        if mode:
+            raise ValueError("a bfloat16 inference copy does not train: train the float32 "
+                             "model (with --amp it trains under autocast), then copy it")
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.in_channels)  # as the caller gave it: a uint8 batch is refused
+        return self.model(x.to(torch.bfloat16)).float()
+
+
+def inference_model(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
+    """``model`` set up for inference in ``dtype`` (from :func:`amp_dtype`; None: ``model``
+    itself, in float32): bf16 on the CPU is a :class:`BF16Inference` copy, anything else
+    (fp16 or bf16 on CUDA) runs under :class:`Autocast`. Training always uses autocast."""
+    if dtype is None:
+        return model
+    weight = next(model.parameters(), None)
+    if dtype == torch.bfloat16 and (weight is None or weight.device.type == "cpu"):
+        return BF16Inference(model)
+    return Autocast(model, dtype)
 
 
 @dataclass

@@ -191,15 +191,31 @@ def _checkpoint(tmp_path: Path) -> Path:
     return checkpoint
 
 
-def test_an_amp_export_computes_in_bf16_as_the_eager_model_does(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fold_bn", [False, True])
+def test_an_amp_export_computes_in_bf16_end_to_end(tmp_path, monkeypatch, fold_bn):
+    """The program is a bf16 copy of the model (rnlib.runtime.BF16Inference): float32 images
+    in, one cast to bf16, every operation in bf16 (batch norm with float32 statistics), one
+    cast of the logits to float32; verified at two sizes against that eager bf16 model with
+    the float32 tolerance. With fold_bn the eager model is folded too (in float32, then
+    rounded once), so that both sides compute the same function."""
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
-    report = export.export_checkpoint(_checkpoint(tmp_path), fmt="pt2", sizes=SIZES, amp="on")
+    report = export.export_checkpoint(_checkpoint(tmp_path), fmt="pt2", sizes=SIZES, amp="on",
+                                      fold_bn=fold_bn)
     assert "in bfloat16" in report.summary() and report.ok, report.summary()
-    program = torch.export.load(report.exported.path).module()
+    _assert_close(report.differences)
+    loaded = torch.export.load(report.exported.path)
+    outputs = {}  # dtype of each operation's result
+    for node in loaded.graph.nodes:
+        value = node.meta.get("val")
+        if node.op == "call_function" and isinstance(value, torch.Tensor):
+            outputs.setdefault(value.dtype, []).append(str(node.target))
+    assert outputs[torch.float32] == ["aten.to.dtype"], outputs[torch.float32]  # the logits
+    assert "aten.conv2d.default" in outputs[torch.bfloat16]
+    assert ("aten.batch_norm.default" in outputs[torch.bfloat16]) is not fold_bn
     x = torch.randn(1, 3, *SIZES[0])
     with torch.no_grad():
         fp32 = _model("fcn8s")(x)
-        gap = (program(x) - fp32).abs().max() / fp32.abs().max()
+        gap = (loaded.module()(x) - fp32).abs().max() / fp32.abs().max()
     assert 1e-4 < gap < 5e-2  # bf16 rounding: more than float32's, less than a real fault
 
 

@@ -1,14 +1,24 @@
 """rnlib.runtime's mixed precision: bfloat16 only where the CPU computes it natively, fp16 with a
 gradient scaler on CUDA, one clear refusal elsewhere. The processor is mocked both ways, so these
-tests mean the same on any machine."""
+tests mean the same on any machine. Inference in bf16 on the CPU runs a bf16 copy of the model
+(BF16Inference), training runs under autocast.
+
+Tolerance of a bf16 model against float32: 5e-2 of the largest logit. bf16 keeps 8 significant
+bits (each rounding moves a value by up to 2^-9 = 2e-3 of it); through a ResNet-18 and its
+decoder these add up to 0.8e-2 to 1.9e-2 of the largest logit for every registered model that
+takes ResNet-18 (under autocast, 1.4e-2 to 2.3e-2 for the full-size models in
+benchmarks/cpu_speed_bf16.md), while a real fault moves them much further: the stem's batch
+norm dropped from the bf16 copy of _model() moved them by 3.9e-1. The lower bound, 1e-4, is
+float32's: a "bf16" copy that still computed in float32 would fall under it."""
 
 import pytest
 import torch
 from torch import nn
 
+import rnlib
 from rnlib.cli import main
 from rnlib.evaluate import evaluate
-from rnlib.runtime import Autocast, amp_dtype, native_bf16
+from rnlib.runtime import Autocast, BF16Inference, amp_dtype, inference_model, native_bf16
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -90,27 +100,160 @@ def test_autocast_runs_the_model_in_bf16_and_gives_float32():
     assert Autocast(model, torch.bfloat16).in_channels == 3
 
 
-def test_autocast_keeps_the_models_mode_through_a_measurement():
-    from rnlib.bench import measure
-
+def test_autocast_keeps_the_models_mode():
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Dropout(0.5)).eval()
     assert not Autocast(model, torch.bfloat16).training
-    measure("probe", model, (16, 16), repeats=1, memory=False, amp_dtype=torch.bfloat16)
-    assert not model.training and not model[1].training  # dropout stays off afterwards
+    assert Autocast(model.train(), torch.bfloat16).training
 
 
-def test_evaluate_runs_under_the_amp_it_is_given():
+def _model() -> nn.Module:
+    """LW-RefineNet on ResNet-18, 3 classes, batch-norm statistics that are not 0 and 1 (so
+    that rounding them would show), in eval mode."""
+    torch.manual_seed(0)
+    model = rnlib.build_model("refinenet-lw", num_classes=3, backbone="resnet18").eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _relative_gap(low: torch.Tensor, fp32: torch.Tensor) -> float:
+    return ((low - fp32).abs().max() / fp32.abs().max()).item()
+
+
+def test_bf16_inference_is_a_bf16_copy_that_gives_float32_logits():
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bf16 = BF16Inference(model)
+    x = torch.randn(2, 3, 45, 61)  # odd sides: the model resizes to the input's own size
+    with torch.no_grad():
+        out, fp32 = bf16(x), model(x)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 45, 61)
+    assert 1e-4 < _relative_gap(out, fp32) < 5e-2  # the module docstring's tolerance
+    assert bf16.in_channels == 3 and bf16.num_classes == 3 and not bf16.training
+    copied = dict(bf16.model.named_modules())
+    for name, module in model.named_modules():  # batch norm stays float32 and unrounded
+        for key, value in module.state_dict(keep_vars=False).items():
+            if "." in key or not value.is_floating_point():
+                continue
+            kept = copied[name].state_dict()[key]
+            if isinstance(module, nn.BatchNorm2d):
+                assert kept.dtype == torch.float32 and torch.equal(kept, value), (name, key)
+            else:
+                assert kept.dtype == torch.bfloat16, (name, key)
+    assert not any(p.requires_grad for p in bf16.parameters())
+    for key, value in model.state_dict().items():  # the model itself: float32, as it was
+        assert value.dtype == before[key].dtype and torch.equal(value, before[key]), key
+
+
+def test_bf16_inference_checks_the_images_as_given():
+    bf16 = BF16Inference(_model())
+    with pytest.raises(TypeError, match="models take floating-point images, got torch.uint8"):
+        bf16(torch.zeros(1, 3, 40, 40, dtype=torch.uint8))  # not turned into bf16 first
+    with pytest.raises(ValueError, match="add the batch dimension with x.unsqueeze"):
+        bf16(torch.randn(3, 40, 40))
+    with pytest.raises(TypeError, match="got list"):
+        bf16([torch.randn(1, 3, 40, 40)])
+    assert bf16(torch.randn(1, 3, 40, 40, dtype=torch.float64)).dtype == torch.float32
+
+
+def test_bf16_inference_keeps_channels_last_and_can_be_made_under_inference_mode():
+    model = _model().to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        bf16 = BF16Inference(model)
+    x = torch.randn(1, 3, 40, 56).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # used outside inference mode, as verify_export does
+        out = bf16(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert bf16.model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_inference_refuses_to_train():
+    bf16 = BF16Inference(_model())
+    with pytest.raises(ValueError, match="does not train: train the float32 model"):
+        bf16.train()
+    assert not bf16.eval().training
+
+
+def test_inference_model_is_a_bf16_copy_on_the_cpu_and_autocast_elsewhere():
     model = _Probe()
+    assert inference_model(model, None) is model
+    assert isinstance(inference_model(model, torch.bfloat16), BF16Inference)
+    on_gpu = _Probe().to("meta")  # stands for a CUDA model: any device but the CPU
+    assert isinstance(inference_model(on_gpu, torch.bfloat16), Autocast)
+    assert isinstance(inference_model(on_gpu, torch.float16), Autocast)
+
+
+def _conv_dtypes(model: nn.Module) -> list[tuple[torch.dtype, torch.dtype]]:
+    """(weight, input) dtypes of each call of ``model``'s first convolution, in ``model`` and
+    in any copy of it (a copy keeps the hook, and the hook appends to this one list)."""
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first.register_forward_hook(lambda m, args, out: seen.append((m.weight.dtype, args[0].dtype)))
+    return seen
+
+
+def test_evaluate_runs_a_bf16_copy_for_bf16():
+    model = _Probe()
+    seen = _conv_dtypes(model)
     batches = [(torch.randn(2, 3, 8, 8), torch.randint(0, 2, (2, 8, 8)))]
     evaluate(model, batches, 2)
     evaluate(model, batches, 2, amp_dtype=torch.bfloat16)
-    assert model.seen == [torch.float32, torch.bfloat16]
+    fp32, bf16 = (torch.float32,) * 2, (torch.bfloat16,) * 2
+    assert seen == [fp32, fp32, bf16, bf16]  # the probe calls its convolution twice
+    assert model.conv.weight.dtype == torch.float32
 
 
-def test_rnlib_bench_measures_in_bf16_where_the_cpu_has_it(bf16_cpu, capsys):
+def test_bench_measures_a_bf16_copy_and_keeps_the_models_mode():
+    from rnlib.bench import measure
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Dropout(0.5)).eval()
+    seen = _conv_dtypes(model)
+    cost = measure("probe", model, (16, 16), repeats=1, amp_dtype=torch.bfloat16)
+    assert cost.latency_ms > 0 and cost.peak_mem_mib >= 0
+    assert seen and set(seen) - {(torch.float32, torch.float32)} == {
+        (torch.bfloat16, torch.bfloat16)}  # FLOPs counted on the model, time on the copy
+    assert not model.training and not model[1].training  # dropout stays off afterwards
+    assert model[0].weight.dtype == torch.float32
+
+
+def test_rnlib_bench_measures_in_bf16_where_the_cpu_has_it(bf16_cpu, capsys, monkeypatch):
+    made = []
+    monkeypatch.setattr(BF16Inference, "__init__", _spy(BF16Inference.__init__, made))
     main(["bench", "--models", "fcn32s", "--backbone", "resnet18", "--size", "64", "64",
           "--repeats", "1", "--amp"])
     assert "cpu, NCHW, bfloat16," in capsys.readouterr().out
+    assert made == ["SegmentationModel"]  # latency and memory: of a bf16 copy of the model
+
+
+def _spy(init, made: list):
+    """``BF16Inference.__init__`` that also records the class name of each model copied."""
+    def spy(self, model):
+        made.append(type(model).__name__)
+        init(self, model)
+    return spy
+
+
+def test_rnlib_eval_scores_a_bf16_copy_where_the_cpu_has_it(bf16_cpu, tmp_path, capsys,
+                                                            monkeypatch):
+    from rnlib import evaluate as evaluation
+
+    main(["train", "--model", "fcn32s", "--backbone", "resnet18", "--steps", "1",
+          "--count", "16", "--batch-size", "8", "--data-dir", str(tmp_path / "data"),
+          "--out", str(tmp_path / "run")])
+    predict, scored = evaluation.predict, []
+
+    def spy(model, images, *args):
+        scored.append((type(model).__name__, {p.dtype for p in model.parameters()}))
+        return predict(model, images, *args)
+
+    monkeypatch.setattr(evaluation, "predict", spy)
+    main(["eval", str(tmp_path / "run" / "last.pt"), "--amp", "--data-dir",
+          str(tmp_path / "data")])
+    assert "mIoU" in capsys.readouterr().out
+    assert scored and {name for name, _ in scored} == {"BF16Inference"}
+    assert all(torch.bfloat16 in dtypes for _, dtypes in scored)
 
 
 def test_rnlib_bench_refuses_amp_where_the_cpu_lacks_it(avx2_cpu):

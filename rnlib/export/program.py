@@ -125,9 +125,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
     """Export the model of a checkpoint written by the Trainer (next to it, with the suffix
     of ``fmt``, unless ``out`` is given) and verify it at ``sizes``. ``amp`` ("on", "bf16";
     :func:`rnlib.runtime.amp_dtype` on the CPU) stores a .pt2 program that computes in
-    bfloat16 and is verified against the eager model under the same autocast."""
+    bfloat16 end to end, float32 images in and logits out
+    (:class:`rnlib.runtime.BF16Inference`; batch norm folded in float32 first with
+    ``fold_bn``), verified against that eager bf16 model."""
     from ..runs import load_trained
-    from ..runtime import Autocast, amp_dtype
+    from ..runtime import amp_dtype, inference_model
 
     checkpoint = Path(checkpoint)
     fmt = file_format(fmt)
@@ -141,8 +143,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
                           "--amp as --format pt2, or to ONNX without --amp")
     model, config = load_trained(checkpoint)
     name = f"{config.model} ({config.backbone}, {config.num_classes} classes)"
-    if dtype is not None:
-        model, name = Autocast(model, dtype), f"{name} in {str(dtype).removeprefix('torch.')}"
+    if dtype is not None:  # one rounding to bf16, of the folded weights with fold_bn
+        model = inference_model(fuse_batchnorm(model) if fold_bn else model, dtype)
+        name = f"{name} in {str(dtype).removeprefix('torch.')}"
     exported = export_model(model, out, fmt=fmt, fold_bn=fold_bn, min_side=min_side, name=name)
     differences = verify_export(out, model, sizes)
     return ExportReport(exported, name, fold_bn, differences, tolerance)
