@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import statistics
 import sys
@@ -38,6 +39,7 @@ from crp_probe import crps, switched_off  # benchmarks/, beside this script
 from torch import nn
 from torch.utils.data import DataLoader
 
+from rnlib.atomic import write_text_atomic
 from rnlib.checkpoint import resumable
 from rnlib.compare import Entry, run_dir
 from rnlib.config import PRESETS, TrainConfig, with_model
@@ -189,6 +191,26 @@ def probe(config: TrainConfig, folder: Path, batches: list) -> dict[str, float]:
     return result
 
 
+def measured(config: TrainConfig, folder: Path, batches: list) -> dict[str, float]:
+    """:func:`probe`'s result, kept beside the run (``probe.json``) and read back while the run's
+    checkpoint is the one it measured: a re-run that adds variants re-measures nothing."""
+    kept = folder / "probe.json"
+    checkpoint = folder / "last.pt"
+    if kept.exists() and checkpoint.exists():
+        record = json.loads(kept.read_text())
+        if record["checkpoint_mtime_ns"] == checkpoint.stat().st_mtime_ns:
+            return record["result"]
+    result = probe(config, folder, batches)
+    write_text_atomic(kept, json.dumps({"checkpoint_mtime_ns": checkpoint.stat().st_mtime_ns,
+                                        "result": result}))
+    return result
+
+
+def write_json(path: Path, results: dict[str, list[dict[str, float]]]) -> None:
+    """Every variant's per-seed numbers, which the tables and the reading quote."""
+    write_text_atomic(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
 def mean(results: list[dict[str, float]], key: str) -> float:
     """The mean over seeds; NaN where the variant has no such part (a path it does not take)."""
     return statistics.fmean(r.get(key, math.nan) for r in results)
@@ -275,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(with_model(base, entry.model, options), **changes, seed=seed)
             folder = run_dir(ROOT / "runs" / "coarse_paths" / f"steps{config.steps}", entry,
                              config.lr, seed)
-            result = probe(config, folder, batches) | {"seed": seed}
+            result = measured(config, folder, batches) | {"seed": seed}
             results.setdefault(name, []).append(result)
             print(f"{name}, seed {seed}: {result}", file=sys.stderr, flush=True)
             text = report(results, base, command)  # after every run: what is done so far
             write_keeping_verdict(Path(args.out), text)
+            write_json(Path(args.out).with_suffix(".json"), results)
     print(text)
     return 0
 

@@ -5,6 +5,7 @@ apart from CUDA's own calls, so a script that breaks is found without a GPU.
 """
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -231,3 +232,17 @@ def test_coarse_paths_measures_a_model_with_fewer_paths_and_reports_dashes(monke
     result = {"as trained": 50.0, "path layer1 off": 30.0, "seed": 0}
     assert probe.show(probe.mean([result], "path layer1 off"), ".1f") == "30.0"
     assert probe.show(probe.mean([result], "path layer4 off"), ".1f") == "-"
+
+
+def test_coarse_paths_reuses_a_measurement_while_its_checkpoint_is_unchanged(tmp_path,
+                                                                              monkeypatch):
+    probe = _coarse_paths(monkeypatch)
+    calls = []
+    monkeypatch.setattr(probe, "probe", lambda config, folder, batches: calls.append(1) or
+                        {"as trained": 40.0 + len(calls)})
+    (tmp_path / "last.pt").write_bytes(b"a checkpoint")
+    assert probe.measured(None, tmp_path, []) == {"as trained": 41.0}
+    assert probe.measured(None, tmp_path, []) == {"as trained": 41.0} and len(calls) == 1
+    (tmp_path / "last.pt").write_bytes(b"another checkpoint")
+    os.utime(tmp_path / "last.pt", ns=(1, 1))  # a new run: measured again
+    assert probe.measured(None, tmp_path, []) == {"as trained": 42.0}
