@@ -114,12 +114,17 @@ class RefineNetDecoder(nn.Module):
             previous = [out_channels]
         self.classifier = nn.Conv2d(previous[0], num_classes, 3, padding=1, bias=True)
         if residual_init == "zero":
-            for module in self.blocks.modules():
-                if isinstance(module, RCU):
-                    nn.init.zeros_(module.conv2.weight)
-                if isinstance(module, ChainedResidualPooling):
-                    for conv_ in module.convs:
-                        nn.init.zeros_(conv_.weight)
+            self._zero_residual_branches()
+
+    def _zero_residual_branches(self) -> None:
+        """Every RCU's second convolution and every pooling block's at zero: each block starts
+        as the identity."""
+        for module in self.blocks.modules():
+            if isinstance(module, RCU):
+                nn.init.zeros_(module.conv2.weight)
+            if isinstance(module, ChainedResidualPooling):
+                for conv_ in module.convs:
+                    nn.init.zeros_(conv_.weight)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         paths = {}
