@@ -206,9 +206,11 @@ def measured(config: TrainConfig, folder: Path, batches: list) -> dict[str, floa
     return result
 
 
-def write_json(path: Path, results: dict[str, list[dict[str, float]]]) -> None:
-    """Every variant's per-seed numbers, which the tables and the reading quote."""
-    write_text_atomic(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+def write_json(path: Path, command: str, results: dict[str, list[dict[str, float]]]) -> None:
+    """Every variant's per-seed numbers, which the tables and the reading quote (the layout of
+    benchmarks/probes.py's records)."""
+    write_text_atomic(path, json.dumps({"command": command, "results": results}, indent=1)
+                      + "\n")
 
 
 def mean(results: list[dict[str, float]], key: str) -> float:
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}, seed {seed}: {result}", file=sys.stderr, flush=True)
             text = report(results, base, command)  # after every run: what is done so far
             write_keeping_verdict(Path(args.out), text)
-            write_json(Path(args.out).with_suffix(".json"), results)
+            write_json(Path(args.out).with_suffix(".json"), command, results)
     print(text)
     return 0
 
