@@ -58,7 +58,6 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "default (dropout 0.5)": ({}, {}),
     "dropout 0": ({"feature_dropout": 0.0}, {}),
     "default, 400 steps": ({}, {"steps": 400}),
-    "BatchNorm before CRP": ({"norm": "crp"}, {}),
     "BatchNorm on each fusion term": ({"norm": "fusion"}, {}),
     "residual branches start at zero": ({"residual_init": "zero"}, {}),
     "2 CRP stages": ({"crp_blocks": 2}, {}),

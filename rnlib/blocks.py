@@ -202,13 +202,13 @@ class RefineNetBlock(nn.Module):
     ``rcus_per_path=0`` and ``out_rcus=0`` this is the Light-Weight RefineNet block
     (Nekrasov et al., BMVC 2018). ``align_corners`` goes to the fusion's resize;
     ``shortcuts=False`` drops the identity path of every RCU and of the CRP (§3.3).
-    ``norm`` adds BatchNorms that neither the paper nor the released code has: ``"crp"`` one
-    on the fused map, before CRP's first ReLU; ``"fusion"`` one on each path's term of the
-    fusion, so that every path enters the sum at the same scale; ``"none"`` (the default) the
-    released decoder. benchmarks/coarse_paths.md measures what they change.
+    ``norm="fusion"`` puts a BatchNorm on each path's term of the fusion, so that every path
+    enters the sum at one scale and CRP's first ReLU sees a normalised map; neither the paper
+    nor the released code has it (``"none"``, the default). benchmarks/coarse_paths.md measures
+    what it changes.
     """
 
-    NORMS = ("none", "crp", "fusion")
+    NORMS = ("none", "fusion")
 
     def __init__(
         self,
@@ -242,7 +242,6 @@ class RefineNetBlock(nn.Module):
         )
         self.fuse = MultiResolutionFusion(in_channels, out_channels, kernel_size, align_corners,
                                           norm=norm == "fusion")
-        self.norm = nn.BatchNorm2d(out_channels) if norm == "crp" else nn.Identity()
         self.pool = ChainedResidualPooling(out_channels, crp_blocks, kernel_size, crp_order,
                                            shortcuts)
         self.out = nn.Sequential(*(RCU(out_channels, shortcuts) for _ in range(out_rcus)))
@@ -251,7 +250,7 @@ class RefineNetBlock(nn.Module):
         _check_paths(self, xs, self.in_channels)
         xs = [adapt(x) for adapt, x in zip(self.adapt, xs)]
         x = self.fuse(xs)  # (N, out, H_max, W_max)
-        x = self.pool(self.norm(x))
+        x = self.pool(x)
         return self.out(x)
 
 

@@ -268,37 +268,32 @@ def test_the_pretrained_weights_are_checked_once_per_model_built(monkeypatch):
     assert calls == [("glyphs", "resnet18")]
 
 
-def test_norm_normalises_what_crp_sees_or_each_fusion_term():
-    """norm="crp" normalises the map CRP's first ReLU sees (about half of it above zero in
-    training, whatever the fusion's scale); norm="fusion" each path's term of the fusion, so
-    that the terms enter the sum at one scale; the default is the released decoder."""
+def test_norm_fusion_puts_each_fusion_term_and_what_crp_sees_at_one_scale():
+    """norm="fusion" normalises each path's term of the fusion, so that the terms enter the sum
+    at one scale, and CRP's first ReLU lets about half of the sum through in training, whatever
+    the inputs' scale; the default is the released decoder, without BatchNorm."""
     def build(norm: str) -> torch.nn.Module:
         return rnlib.build_model("refinenet", num_classes=3, backbone="resnet18",
                                  widths=(16, 16), norm=norm).train()
 
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in build("none").decoder.modules())
-    seen = []
-    model = build("crp")
-    for block in model.decoder.blocks:
-        block.pool.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
-    model(100 * torch.randn(4, 3, 64, 64))
-    assert len(seen) == 4
-    for x in seen:  # per channel: mean 0 over the batch, whatever the fused scale
-        assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
-        assert 0.2 < float((x > 0).float().mean()) < 0.8
-    terms = []
+    terms, seen = [], []
     model = build("fusion")
     for block in model.decoder.blocks:
         assert len(block.fuse.norms) == len(block.in_channels)
         for bn in block.fuse.norms:
             bn.register_forward_hook(lambda module, inputs, out: terms.append(out.clone()))
+        block.pool.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
     model(100 * torch.randn(4, 3, 64, 64))
     assert len(terms) == 7  # one path into the first block, two into each of the other three
     for t in terms:  # per channel: variance 1 over the batch (0 where a channel is constant)
         var = t.var(dim=(0, 2, 3), unbiased=False)
         assert torch.all(((var - 1).abs() < 1e-2) | (var < 1e-2)) and (var > 0.5).any()
+    assert len(seen) == 4
+    for x in seen:
+        assert 0.2 < float((x > 0).float().mean()) < 0.8
     with pytest.raises(ValueError, match="norm must be one of"):
-        build("group")
+        build("crp")
 
 
 def test_stages_builds_the_paths_of_those_backbone_stages_only():

@@ -53,8 +53,8 @@ class RefineNetDecoder(nn.Module):
     ``"default"`` keeps PyTorch's initialisation, as the released code does.
     ``shortcuts=False`` drops the identity path of every RCU and CRP (§3.3's short-range
     identity mappings), for the ablation that measures them.
-    ``norm`` adds BatchNorms to every block (``"crp"`` or ``"fusion"``; see
-    :class:`~rnlib.blocks.RefineNetBlock`).
+    ``norm="fusion"`` adds a BatchNorm to each fusion term of every block (not in the paper;
+    see :class:`~rnlib.blocks.RefineNetBlock`).
     """
 
     RESIDUAL_INITS = ("default", "zero")
