@@ -1,7 +1,9 @@
 """Every number that README.md and the notebooks quote from a recorded result agrees with its
 JSON (tools/quotes.py), and a number that disagrees is found and rewritten."""
 
+import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -136,3 +138,108 @@ def test_the_command_exits_1_with_a_line_per_disagreeing_quote(monkeypatch, caps
     assert "README.md, line 3" in capsys.readouterr().out
     monkeypatch.setattr(quotes, "run", lambda write: [])
     assert quotes.main([]) == 0
+
+
+# Per-seed records (benchmarks/coarse_paths.py, benchmarks/probes.py), quoted by file stem.
+COARSE = {"command": "python benchmarks/coarse_paths.py --seeds 0 1 2", "results": {
+    "default": [{"as trained": 60.0 + s, "path layer3 off": 58.5 + 2 * s, "grad layer4, end":
+                 0.01 * (s + 1), "seed": s} for s in (0, 1, 2)],
+    "dropout 0": [{"as trained": 61.25 + 3 * s, "path layer3 off": 55.0 - s, "seed": s}
+                  for s in (0, 1, 2)],
+    "one seed": [{"as trained": 50.0, "path layer3 off": float("nan"), "seed": 0}],
+}}
+PROBE = {"command": "python benchmarks/probes.py --probe detail", "seeds": [0, 1],
+         "results": {"RefineNet": [{"1 px": 0.2 + 0.1 * s, "seed": s} for s in (0, 1)]}}
+
+
+def _seeds(variant, key):
+    return [r[key] for r in COARSE["results"][variant]]
+
+
+@pytest.fixture
+def records(tmp_path, monkeypatch):
+    """A benchmarks/ folder with per-seed records (coarse_paths, probe_detail) and a file of
+    another layout; ``quotes.RECORDS`` points at it."""
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "coarse_paths.json").write_text(json.dumps(COARSE))
+    (folder / "probe_detail.json").write_text(json.dumps(PROBE))
+    (folder / "rows.json").write_text(json.dumps([{"name": "FCN-8s", "miou": 0.5}]))
+    monkeypatch.setattr(quotes, "RECORDS", folder)
+    return quotes.load_sources()
+
+
+def test_per_seed_records_are_sources_by_file_stem(records):
+    assert [n for n in records if n not in quotes.SOURCES] == ["coarse_paths", "probe_detail"]
+    assert quotes.evaluate('count("RefineNet")', records["probe_detail"]) == 2
+    (quotes.RECORDS / "comparison.json").write_text(json.dumps(PROBE))  # a fixed source's name
+    assert isinstance(quotes.load_sources()["comparison"], quotes.Recorded)
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ('mean("default", "as trained")', statistics.fmean(_seeds("default", "as trained"))),
+    ('std("dropout 0", "path layer3 off")', statistics.stdev(_seeds("dropout 0",
+                                                                      "path layer3 off"))),
+    ('lowest_seed("dropout 0", "as trained")', min(_seeds("dropout 0", "as trained"))),
+    ('highest_seed("default", "grad layer4, end")', max(_seeds("default", "grad layer4, end"))),
+    ('drop("default", "path layer3 off")', statistics.fmean(_seeds("default", "as trained"))
+     - statistics.fmean(_seeds("default", "path layer3 off"))),
+    ('diff("dropout 0", "default", "path layer3 off")', statistics.fmean(
+        a - b for a, b in zip(_seeds("dropout 0", "path layer3 off"),
+                              _seeds("default", "path layer3 off")))),
+    ('count("default") + min(1, 2)', len(COARSE["results"]["default"]) + 1),
+])
+def test_per_seed_functions_compute_from_the_records(records, expr, expected):
+    assert quotes.evaluate(expr, records["coarse_paths"]) == pytest.approx(expected)
+
+
+def test_a_wrong_per_seed_quote_is_found_with_its_line_and_rewritten(records, tmp_path,
+                                                                      monkeypatch):
+    expr = 'drop("dropout 0", "path layer3 off")'
+    right_value = quotes.evaluate(expr, records["coarse_paths"])
+    right = (f'Switched off:\nlayer3 costs {right_value:.1f}<!-- quote coarse_paths: {expr} -->'
+             f' (seeds: {len(COARSE["results"]["dropout 0"])}<!-- quote coarse_paths: '
+             f'count("dropout 0") -->)\n')
+    wrong = f"{right_value + 1:.1f}"
+    (tmp_path / "README.md").write_text(right.replace(f"{right_value:.1f}", wrong))
+    monkeypatch.setattr(quotes, "ROOT", tmp_path)
+    problems = quotes.run(write=False)
+    assert problems == [f"README.md, line 2: {wrong}, but coarse_paths gives "
+                        f"{right_value:.1f} ({expr})"]
+    assert quotes.main([]) == 1
+    assert quotes.run(write=True) == problems
+    assert (tmp_path / "README.md").read_text() == right
+    assert quotes.run(write=False) == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ('1.0<!-- quote coarse_paths: mean("dropout 0.5", "as trained") -->',
+     r"coarse_paths has no variant 'dropout 0.5' \(it has \['default', 'dropout 0', 'one seed'"),
+    ('1.0<!-- quote coarse_paths: drop("dropout 0", "path layer4 off") -->',
+     r"'dropout 0' has no 'path layer4 off' in seeds \[0, 1, 2\] \(it has \['as trained', "),
+    ('1.0<!-- quote probe_scale: mean("RefineNet", "all") -->',
+     r"no recorded file 'probe_scale' \(nor per-seed records benchmarks/probe_scale.json\); "
+     r"choose one of \['reference', 'comparison', 'coarse_paths', 'probe_detail'\]"),
+    ('1.0<!-- quote coarse_paths: std("one seed", "as trained") -->',
+     "needs two seeds or more, and 'one seed' has 1"),
+    ('1.0<!-- quote coarse_paths: mean("one seed", "path layer3 off") -->',
+     r"'one seed' has no number for 'path layer3 off' in seeds \[0\]"),
+    ('1.0<!-- quote coarse_paths: diff("one seed", "default", "as trained") -->',
+     r"'one seed' has seeds \[0\] and 'default' \[0, 1, 2\]: diff pairs the same seeds"),
+    ('1.0<!-- quote coarse_paths: value("default", "as trained") -->', "is not allowed"),
+    ("<!-- begin quote coarse_paths table -->\n<!-- end quote -->",
+     r"coarse_paths has no table; tables quote \['reference', 'comparison'\]"),
+])
+def test_a_bad_per_seed_quote_is_one_sentence_naming_its_line(records, text, message):
+    with pytest.raises(quotes.QuoteError, match=f"^doc, line 2: .*{message}"):
+        quotes.requote("first line\n" + text, records, "doc")
+
+
+def test_a_record_that_is_not_json_is_one_line(records, tmp_path, monkeypatch, capsys):
+    (quotes.RECORDS / "probe_scale.json").write_text('{"results": {')
+    (tmp_path / "README.md").write_text("no quotes\n")
+    monkeypatch.setattr(quotes, "ROOT", tmp_path)
+    assert quotes.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("quotes: ") and "probe_scale.json is not JSON" in err
+    assert err.count("\n") == 1

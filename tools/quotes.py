@@ -9,28 +9,38 @@ A quoted number carries a marker right after it, an HTML comment that Markdown d
 It names the recorded file (``SOURCES``: ``reference``, the default, is
 rnlib/results/reference.json; ``comparison`` is benchmarks/comparison.json) and an expression
 over its rows: numbers, ``+ - * /``, ``max``, ``min`` and the functions of :class:`Recorded`
-(metrics in points). The number keeps the decimals and the sign (a leading ``+``) that the text
+(metrics in points). A benchmark's per-seed records are sources too, named by file stem: any
+benchmarks/NAME.json of the layout that benchmarks/coarse_paths.py and benchmarks/probes.py
+write, with the functions of :class:`SeedRecords` (numbers as recorded):
+
+    the layer3 path costs N.N<!-- quote coarse_paths: drop("dropout 0", "path layer3 off") -->
+
+The number (``N.N`` here) keeps the decimals and the sign (a leading ``+``) that the text
 gives it. A whole table stands between ``<!-- begin quote SOURCE table -->`` and
 ``<!-- end quote -->``: the columns ``TABLES[SOURCE]``, one row per recorded model.
 
     python tools/quotes.py           # check: one line per quote that disagrees, exit 1
     python tools/quotes.py --write   # rewrite every quote from the recorded files
 
-After re-recording (``python benchmarks/reference.py``, ``rnlib compare``), ``--write`` updates
-README.md and solutions/, and regenerates notebooks/ (tools/make_exercises.py); the words
-around the numbers are still the author's to read again. tests/test_quotes.py runs the check.
+After re-recording (``python benchmarks/reference.py``, ``rnlib compare``, a benchmark),
+``--write`` updates README.md and solutions/, and regenerates notebooks/
+(tools/make_exercises.py); the words around the numbers are still the author's to read again.
+tests/test_quotes.py runs the check.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
+import math
 import operator
 import re
 import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import make_exercises
 import nbformat
@@ -41,8 +51,10 @@ from rnlib.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"reference": REFERENCE, "comparison": ROOT / "benchmarks" / "comparison.json"}
+RECORDS = ROOT / "benchmarks"  # RECORDS/NAME.json of per-seed records: the source NAME
 RAW = ("gflops", "params_m", "latency_ms", "train_peak_mib", "train_s", "steps", "lr")
 REFINENET = "RefineNet (4-cascade)"  # what margins are measured against
+AS_TRAINED = "as trained"  # the key of a per-seed record that drop() measures from
 QUOTE = re.compile(r"(?P<number>[+-]?\d+(?:\.\d+)?)?<!-- quote(?: (?P<source>\w+))?: "
                    r"(?P<expr>.+?) -->")
 DEFAULT = "reference"  # the source of a quote that names none
@@ -56,18 +68,36 @@ class QuoteError(ValueError):
     """A quote that cannot be read: its sentence names the place and the fix."""
 
 
-class Recorded:
+class Source:
+    """One recorded file that quotes may name: its rows by name (``KIND``: models, variants),
+    and the functions (``FUNCTIONS``, its methods) that a quote's expression may call."""
+
+    KIND = "row"
+    FUNCTIONS: tuple[str, ...] = ()
+
+    def __init__(self, source: str, rows: dict[str, Any]):
+        self.source, self.rows = source, rows
+
+    def row(self, name: str) -> Any:
+        if name not in self.rows:
+            raise QuoteError(f"{self.source} has no {self.KIND} {name!r} (it has "
+                             f"{list(self.rows)})")
+        return self.rows[name]
+
+    def functions(self) -> dict[str, Callable]:
+        return {name: getattr(self, name) for name in self.FUNCTIONS}
+
+
+class Recorded(Source):
     """The rows of one recorded file and what a quote may take from them. Metrics ("mIoU",
     "boundary F" or a class's name) are in points: means, spreads (standard deviation) and
     margins over the seeds."""
 
-    def __init__(self, source: str, rows: list[Row]):
-        self.source, self.rows = source, {r.name: r for r in rows}
+    KIND = "model"
+    FUNCTIONS = ("value", "spread", "margin", "lead", "curve", "overtakes", "highest", "lowest")
 
-    def row(self, name: str) -> Row:
-        if name not in self.rows:
-            raise QuoteError(f"{self.source} has no model {name!r} (it has {list(self.rows)})")
-        return self.rows[name]
+    def __init__(self, source: str, rows: list[Row]):
+        super().__init__(source, {r.name: r for r in rows})
 
     def _seeds(self, name: str, metric: str) -> list[float]:
         try:
@@ -136,6 +166,64 @@ class Recorded:
         return f"{self.value(name, metric):.1f}{spread}"
 
 
+class SeedRecords(Source):
+    """A benchmark's per-seed records, ``{"command": ..., "results": {variant: [{key: number,
+    ..., "seed": s}, ...]}}`` (benchmarks/coarse_paths.py, benchmarks/probes.py), and what a
+    quote may take from them: numbers as recorded, over the seeds."""
+
+    KIND = "variant"
+    FUNCTIONS = ("mean", "std", "lowest_seed", "highest_seed", "drop", "diff", "count")
+
+    def by_seed(self, variant: str, key: str) -> dict[int, float]:
+        """``key`` of ``variant``, seed by seed: numbers, each seed having one."""
+        records = self.row(variant)
+        lacking = [r["seed"] for r in records if key not in r]
+        if lacking:
+            keys = sorted({k for r in records for k in r} - {"seed"})
+            raise QuoteError(f"{self.source}: {variant!r} has no {key!r} in seeds {lacking} "
+                             f"(it has {keys})")
+        values = {r["seed"]: r[key] for r in records}
+        odd = [s for s, v in values.items() if not isinstance(v, (int, float)) or math.isnan(v)]
+        if odd:
+            raise QuoteError(f"{self.source}: {variant!r} has no number for {key!r} in seeds "
+                             f"{odd} (NaN: nothing was measured there)")
+        return values
+
+    def mean(self, variant: str, key: str) -> float:
+        return statistics.fmean(self.by_seed(variant, key).values())
+
+    def std(self, variant: str, key: str) -> float:
+        """The sample standard deviation over the seeds."""
+        values = list(self.by_seed(variant, key).values())
+        if len(values) < 2:
+            raise QuoteError(f"{self.source}: std({variant!r}, {key!r}) needs two seeds or "
+                             f"more, and {variant!r} has {len(values)}")
+        return statistics.stdev(values)
+
+    def lowest_seed(self, variant: str, key: str) -> float:
+        return min(self.by_seed(variant, key).values())
+
+    def highest_seed(self, variant: str, key: str) -> float:
+        return max(self.by_seed(variant, key).values())
+
+    def drop(self, variant: str, key: str) -> float:
+        """What switching a part off costs: the mean of ``"as trained"`` minus that of ``key``
+        (``"path layer3 off"``, ``"CRP of layer2's block off"``)."""
+        return self.mean(variant, AS_TRAINED) - self.mean(variant, key)
+
+    def diff(self, variant: str, other: str, key: str) -> float:
+        """``variant``'s ``key`` minus ``other``'s, seed by seed (the same seed): their mean."""
+        mine, theirs = self.by_seed(variant, key), self.by_seed(other, key)
+        if sorted(mine) != sorted(theirs):
+            raise QuoteError(f"{self.source}: {variant!r} has seeds {sorted(mine)} and "
+                             f"{other!r} {sorted(theirs)}: diff pairs the same seeds")
+        return statistics.fmean(mine[s] - theirs[s] for s in mine)
+
+    def count(self, variant: str) -> int:
+        """The number of seeds."""
+        return len(self.row(variant))
+
+
 COLUMNS: dict[str, Callable[[Recorded, str], str]] = {
     "test mIoU": lambda q, n: q.mean_spread(n, "mIoU"),
     "boundary F": lambda q, n: q.mean_spread(n, "boundary F"),
@@ -155,17 +243,37 @@ TABLES = {
 }
 
 
-def load_sources() -> dict[str, Recorded]:
-    """Every recorded file that quotes may name."""
-    return {name: Recorded(name, load_rows(path)) for name, path in SOURCES.items()}
+def seed_results(path: Path) -> dict[str, list[dict]] | None:
+    """The ``results`` of ``path`` if it holds per-seed records (:class:`SeedRecords`), else
+    None (a recorded file of another layout)."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise QuoteError(f"{path} is not JSON ({err}): record it again") from err
+    results = data.get("results") if isinstance(data, dict) else None
+    if isinstance(results, dict) and all(
+            isinstance(records, list) and all(isinstance(r, dict) and "seed" in r
+                                              for r in records)
+            for records in results.values()):
+        return results
+    return None
 
 
-def evaluate(expr: str, recorded: Recorded) -> float:
-    """The value of a quote's expression (numbers, + - * /, and :class:`Recorded`'s
-    functions, ``max`` and ``min``, called with such expressions)."""
-    functions = {name: getattr(recorded, name) for name in (
-        "value", "spread", "margin", "lead", "curve", "overtakes", "highest", "lowest")}
-    functions |= {"max": max, "min": min}
+def load_sources() -> dict[str, Source]:
+    """Every recorded file that quotes may name: ``SOURCES``, and the per-seed records in
+    ``RECORDS`` by file stem."""
+    sources: dict[str, Source] = {name: Recorded(name, load_rows(path))
+                                  for name, path in SOURCES.items()}
+    for path in sorted(RECORDS.glob("*.json")):
+        if path.stem not in sources and (results := seed_results(path)) is not None:
+            sources[path.stem] = SeedRecords(path.stem, results)
+    return sources
+
+
+def evaluate(expr: str, recorded: Source) -> float:
+    """The value of a quote's expression (numbers, + - * /, and the functions of its source,
+    ``max`` and ``min``, called with such expressions)."""
+    functions = recorded.functions() | {"max": max, "min": min}
 
     def value(node: ast.AST) -> object:
         match node:
@@ -201,7 +309,7 @@ def formatted(value: float, like: str) -> str:
     return f"{value:{'+' if like.startswith('+') else ''}.{decimals}f}"
 
 
-def requote(text: str, sources: dict[str, Recorded], where: str) -> tuple[str, list[str]]:
+def requote(text: str, sources: dict[str, Source], where: str) -> tuple[str, list[str]]:
     """``text`` with every quote written from ``sources``, and one line for each quote that
     disagreed (``where``: the document, for those lines)."""
     problems = []
@@ -209,15 +317,18 @@ def requote(text: str, sources: dict[str, Recorded], where: str) -> tuple[str, l
     def place(match: re.Match) -> str:
         return f"{where}, line {text.count(chr(10), 0, match.start()) + 1}"
 
-    def source(match: re.Match) -> Recorded:
+    def source(match: re.Match) -> Source:
         name = match["source"] or DEFAULT
         if name not in sources:
-            raise QuoteError(f"{place(match)}: no recorded file {name!r}; choose one of "
-                             f"{list(sources)}")
+            raise QuoteError(f"{place(match)}: no recorded file {name!r} (nor per-seed records "
+                             f"benchmarks/{name}.json); choose one of {list(sources)}")
         return sources[name]
 
     def table(match: re.Match) -> str:
         recorded = source(match)
+        if recorded.source not in TABLES:
+            raise QuoteError(f"{place(match)}: {recorded.source} has no table; tables quote "
+                             f"{list(TABLES)}")
         columns = TABLES[recorded.source]
         new = "\n" + markdown_table(["model", *columns], [
             [n, *(COLUMNS[c](recorded, n) for c in columns)] for n in recorded.rows]) + "\n\n"
