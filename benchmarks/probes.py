@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, entry in contenders(args.probe).items():
             config = replace(with_model(base, entry.model, entry.options), seed=seed)
             result = run(args.probe, config, run_dir(folder, entry, config.lr, seed))
-            results.setdefault(name, []).append(result)
+            results.setdefault(name, []).append(result | {"seed": seed})
             print(f"{name}, seed {seed}: {result}", file=sys.stderr, flush=True)
         text = report(args.probe, results, base, command)  # after every seed: what is done
         out.write_text(text)

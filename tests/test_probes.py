@@ -2,6 +2,7 @@
 RefineNet's blocks drops their identity paths, and benchmarks/probes.py runs end to end."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,8 @@ def test_probe_script_writes_every_contender_and_bin(script, probe, seeds, tmp_p
     claim, *others = script.contenders(probe)
     for other in others:
         assert f"| {other} | {script.metrics(probe)[0]} |" in text  # its margin
-    assert (tmp_path / "probe.json").exists()
+    records = json.loads((tmp_path / "probe.json").read_text())["results"]
+    assert {name: [r["seed"] for r in rs] for name, rs in records.items()} == {
+        name: [int(s) for s in seeds] for name in script.contenders(probe)}  # quotable per seed
     row = next(line for line in text.splitlines() if line.startswith(f"| {claim} |"))
     assert (" ± " in row) == (len(seeds) > 1)  # the spread over seeds, once there are several
