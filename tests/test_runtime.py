@@ -6,8 +6,7 @@ tests mean the same on any machine. Inference in bf16 on the CPU runs a bf16 cop
 Tolerance of a bf16 model against float32: 5e-2 of the largest logit. bf16 keeps 8 significant
 bits (each rounding moves a value by up to 2^-9 = 2e-3 of it); through a ResNet-18 and its
 decoder these add up to 0.8e-2 to 1.9e-2 of the largest logit for every registered model that
-takes ResNet-18 (under autocast, 1.4e-2 to 2.3e-2 for the full-size models in
-benchmarks/cpu_speed_bf16.md), while a real fault moves them much further: the stem's batch
+takes ResNet-18 (1.3e-2 to 2.7e-2 for the full-size models in benchmarks/cpu_speed.md), while a real fault moves them much further: the stem's batch
 norm dropped from the bf16 copy of _model() moved them by 3.9e-1. The lower bound, 1e-4, is
 float32's: a "bf16" copy that still computed in float32 would fall under it."""
 
