@@ -49,7 +49,8 @@ def check_memory(need: int, free: int | None, what: str, fix: str) -> None:
 
 
 def check_run_memory(config: TrainConfig, device: torch.device) -> None:
-    """Refuse a config whose crops, or (Shapes) generated and evaluated images, cannot fit."""
+    """Refuse a config whose crops, or (Shapes, the probes) generated and evaluated images, cannot
+    fit."""
     free = available_memory(device)
     batch, crop = config.batch_size, config.crop
     check_memory(batch * crop * crop * TRAIN_BYTES_PER_PIXEL, free,
@@ -60,6 +61,6 @@ def check_run_memory(config: TrainConfig, device: torch.device) -> None:
     side = config.data_options.get("size") if config.dataset in GENERATED else None
     if isinstance(side, int) and side > 0:
         check_memory(side * side * max(GENERATE_BYTES_PER_PIXEL, batch * EVAL_BYTES_PER_PIXEL),
-                     free, f"Shapes images of {side}x{side} (generated, then evaluated whole "
+                     free, f"{config.dataset} images of {side}x{side} (generated, then evaluated whole "
                            f"in batches of {batch})",
                      "lower the image size (data_options size, --size)")

@@ -168,8 +168,8 @@ def test_a_budget_scale_of_nan_is_refused(monkeypatch):
 @pytest.mark.parametrize("argv, message", [
     (["train", "--set", "crop=100000"], r"batch of 8 crops of 100000x100000 needs at least"),
     (["train", "--set", "data_options={'size': 20000, 'count': 16}"],
-     r"Shapes images of 20000x20000 .*needs at least"),
-    (["data", "shapes", "--size", "20000"], r"generating 2000 Shapes images of 20000x20000"),
+     r"shapes images of 20000x20000 .*needs at least"),
+    (["data", "shapes", "--size", "20000"], r"generating 2000 shapes images of 20000x20000"),
 ])
 def test_sizes_that_cannot_fit_in_memory_are_refused_at_once(tmp_path, argv, message):
     started = time.monotonic()
