@@ -61,6 +61,6 @@ def check_run_memory(config: TrainConfig, device: torch.device) -> None:
     side = config.data_options.get("size") if config.dataset in GENERATED else None
     if isinstance(side, int) and side > 0:
         check_memory(side * side * max(GENERATE_BYTES_PER_PIXEL, batch * EVAL_BYTES_PER_PIXEL),
-                     free, f"{config.dataset} images of {side}x{side} (generated, then evaluated whole "
-                           f"in batches of {batch})",
+                     free, f"{config.dataset} images of {side}x{side} (generated, then "
+                           f"evaluated whole in batches of {batch})",
                      "lower the image size (data_options size, --size)")
