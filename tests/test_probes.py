@@ -13,8 +13,8 @@ from rnlib.blocks import RCU, ChainedResidualPooling
 from rnlib.cli import main
 from rnlib.config import make_config
 from rnlib.data import load_source, probes
+from rnlib.data.drawing import segment
 from rnlib.data.generated import generated_indices
-from rnlib.data.synthetic import _segment
 from rnlib.data.synthetic import make_sample as shapes_sample
 from rnlib.models import build_model
 from rnlib.runs import make_source
@@ -62,7 +62,7 @@ def test_each_probe_holds_its_classes_and_nothing_else(probe):
 @pytest.mark.parametrize("width", probes.WIDTHS)
 def test_a_line_is_as_wide_as_its_width(width):
     yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-    win, on = _segment(yy, xx, np.array([10.3, 2.0]), np.array([10.3, 29.0]), width)
+    win, on = segment(yy, xx, np.array([10.3, 2.0]), np.array([10.3, 29.0]), width)
     mask = np.zeros((32, 32), bool)
     mask[win] = on
     assert (mask[:, 5:25].sum(0) == width).all()  # across its direction

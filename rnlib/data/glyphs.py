@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic import _colour, _smooth_noise
+from .drawing import colour, smooth_noise
 
 __all__ = ["GLYPHS", "make_glyph", "make_glyphs"]
 
@@ -56,7 +56,7 @@ def _inside(glyph: str, y: np.ndarray, x: np.ndarray, r: float, theta: float) ->
 
 def _texture(rng: np.random.Generator, n: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """An (n, n, 3) texture in [0, 1]: stripes, checks, mottled noise, spots or a gradient."""
-    a, b = _colour(rng), _colour(rng, avoid=None)
+    a, b = colour(rng), colour(rng, avoid=None)
     kind = rng.integers(5)
     theta, period = rng.uniform(0, np.pi), rng.uniform(3, 10) * n / 96
     u = xx * np.cos(theta) + yy * np.sin(theta)
@@ -66,7 +66,7 @@ def _texture(rng: np.random.Generator, n: int, yy: np.ndarray, xx: np.ndarray) -
         v = -xx * np.sin(theta) + yy * np.cos(theta)
         mix = ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
     elif kind == 2:  # mottled
-        mix = _smooth_noise(rng, n, int(rng.integers(3, 12)))
+        mix = smooth_noise(rng, n, int(rng.integers(3, 12)))
     elif kind == 3:  # spots
         mix = ((np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period)) > 0.5)
         mix = mix.astype(np.float32)
@@ -91,11 +91,11 @@ def make_glyph(seed: int, index: int, size: int = 96) -> tuple[np.ndarray, int]:
         dy, dx = y1 - y0, x1 - x0
         t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / (dy * dy + dx * dx + 1e-6), 0, 1)
         on = (yy - y0 - t * dy) ** 2 + (xx - x0 - t * dx) ** 2 <= (rng.uniform(0.5, 1.5)) ** 2
-        image[on] = _colour(rng)
+        image[on] = colour(rng)
     for _ in range(rng.integers(0, 5)):  # small squares
         side = int(rng.integers(2, 6))
         y, x = rng.integers(0, n - side, size=2)
-        image[y:y + side, x:x + side] = _colour(rng)
+        image[y:y + side, x:x + side] = colour(rng)
     image += (rng.random(image.shape, dtype=np.float32) - 0.5) * 0.2
     return (np.clip(image, 0, 1) * 255).astype(np.uint8), label
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .synthetic import _background, _colour, _finish, _segment, _Stripes, _window
+from .drawing import Stripes, background, colour, finish, segment, window
 
 __all__ = ["PROBES", "CLASSES", "PALETTE", "BINS", "WIDTHS", "RADII", "SIZES", "MIN_SIZE",
            "check_options", "bin_of", "make_sample", "make_samples"]
@@ -76,8 +76,8 @@ def _lines(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, mean_b
     yy, xx = _grid(n)
     for _ in range(rng.integers(3, 7)):
         p0, p1 = rng.uniform(0, n, size=(2, 2))
-        win, on = _segment(yy, xx, p0, p1, width)
-        image[win][on] = _colour(rng, avoid=mean_bg)
+        win, on = segment(yy, xx, p0, p1, width)
+        image[win][on] = colour(rng, avoid=mean_bg)
         mask[win][on] = 1
 
 
@@ -88,7 +88,7 @@ def _blobs(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray,
     other: as many as cover about ``COVER`` of the image (at most ``MAX_OBJECTS``)."""
     n = mask.shape[0]
     yy, xx = _grid(n)
-    stripes = _Stripes.draw(rng, 1.0)
+    stripes = Stripes.draw(rng, 1.0)
     mean_r = float(np.sqrt(radius[0] * radius[1]))
     wanted = int(np.clip(round(COVER * n * n / (np.pi * mean_r**2)), 1, MAX_OBJECTS))
     placed = 0
@@ -97,9 +97,9 @@ def _blobs(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray,
             break
         r = float(np.exp(rng.uniform(np.log(radius[0]), np.log(radius[1]))))
         cy, cx = (rng.uniform(r, n - r, size=2) if n > 2 * r else np.full(2, n / 2))
-        if mask[_window(cy, cx, r + GAP, n)].any():
+        if mask[window(cy, cx, r + GAP, n)].any():
             continue  # it would touch an object already there
-        win = _window(cy, cx, r, n)
+        win = window(cy, cx, r, n)
         y, x = yy[win], xx[win]
         if rng.random() < 0.5:
             inside, label = (y - cy) ** 2 + (x - cx) ** 2 <= r**2, 1
@@ -117,7 +117,7 @@ def make_sample(probe: str, seed: int, index: int, size: int = 128
     (H, W) uint8 class mask (:data:`CLASSES`); its bin is :func:`bin_of`."""
     check_options(probe, size, 1)
     rng = np.random.default_rng([seed, index, 1 + PROBES.index(probe)])  # not Shapes' images
-    image, mean_bg = _background(rng, size)
+    image, mean_bg = background(rng, size)
     mask = np.zeros((size, size), np.uint8)
     b = bin_of(probe, index)
     if probe == "detail":
@@ -126,7 +126,7 @@ def make_sample(probe: str, seed: int, index: int, size: int = 128
         _blobs(rng, image, mask, (RADII[b], RADII[b]))
     else:
         _blobs(rng, image, mask, (SIZES[b][0] / 2, SIZES[b][1] / 2))
-    return _finish(image, rng, NOISE), mask
+    return finish(image, rng, NOISE), mask
 
 
 def make_samples(probe: str, seed: int, count: int, size: int = 128, start: int = 0
