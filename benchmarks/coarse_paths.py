@@ -2,8 +2,8 @@
 
 benchmarks/crp_probe.md found that switching CRP off in the two coarse blocks of the trained
 reference RefineNets changes test mIoU by 0.0. This probe asks the question of every input
-path. For the course's RefineNet (preset ``cpu-quick``, 4-cascade: one backbone stage per block,
-§3.1, Fig. 2c), variant by variant, it
+path. For the course's RefineNet (preset ``cpu-probe``: the course's task for 200 fp32 steps;
+4-cascade: one backbone stage per block, §3.1, Fig. 2c), variant by variant, it
 
 - trains it (or reuses a finished run under ``runs/coarse_paths``);
 - switches each input path off at test time (the adapted feature of layer1..layer4 replaced by
@@ -252,7 +252,7 @@ def report(results: dict[str, list[dict[str, float]]], base: TrainConfig, comman
     seeds = {name: sorted({int(r['seed']) for r in rs}) for name, rs in results.items()}
     return (
         f"# RefineNet's paths, switched off one at a time\n\n{made_by(command)} Preset "
-        f"`cpu-quick` ({base.dataset} {base.data_options}, {base.backbone} pretrained on "
+        f"`cpu-probe` ({base.dataset} {base.data_options}, {base.backbone} pretrained on "
         f"{base.pretrained_backbone}, decoder {base.model_options}, batch {base.batch_size}, "
         f"{base.optimizer} lr {base.lr:g}, {base.warmup_steps}-step warm-up), RefineNet "
         f"4-cascade; seeds {seeds}; test split. *Path off*: the adapted feature of that "
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "coarse_paths.md"))
     args = parser.parse_args(argv)
-    base = PRESETS["cpu-quick"]
+    base = PRESETS["cpu-probe"]
     base = resolve_classes(base, make_source(base, "train"))
     train_data = SegmentationDataset(make_source(base, "train"), base.num_classes,
                                      eval_transform())

@@ -1,6 +1,7 @@
 """One probe per claim of RefineNet (issue 20), each on data drawn for it
 (:mod:`rnlib.data.probes`), every contender trained with the course's recipe (preset
-``cpu-quick``: the same steps, learning rate and batch for all), seed by seed:
+``cpu-probe``: the course's task for 200 fp32 steps, the same steps, learning rate and batch
+for all), seed by seed:
 
 - ``detail`` (§1, §3.1: multi-path refinement recovers the detail that downsampling loses):
   lines 1, 2 and 4 px wide; RefineNet against FCN-8s, dilated OS8 (and FCN-4s, the control
@@ -173,7 +174,7 @@ def report(probe: str, results: dict[str, list[dict[str, float]]], base: TrainCo
             "initialisation" if probe == "identity" else
             "IoU of the foreground classes, pooled over the test images of each bin "
             "(*all*: over every test image); *CLASS, BIN*: that class's IoU")
-    return (f"# Probe: {probe}\n\n{made_by(command)} Preset `cpu-quick` ({base.dataset} "
+    return (f"# Probe: {probe}\n\n{made_by(command)} Preset `cpu-probe` ({base.dataset} "
             f"{base.data_options}, crop {base.crop}, {base.backbone} pretrained on "
             f"{base.pretrained_backbone}, RefineNet options {base.model_options}, batch "
             f"{base.batch_size}, {base.optimizer} lr {base.lr:g}, {base.steps} steps for every "
@@ -184,9 +185,9 @@ def report(probe: str, results: dict[str, list[dict[str, float]]], base: TrainCo
 
 def base_config(probe: str, steps: int | None, count: int | None, size: int | None
                 ) -> TrainConfig:
-    """The preset ``cpu-quick`` on the probe's data; ``steps``, ``count`` and ``size`` (the
+    """The preset ``cpu-probe`` on the probe's data; ``steps``, ``count`` and ``size`` (the
     crop follows a smaller size) replace the preset's where given."""
-    preset = PRESETS["cpu-quick"]
+    preset = PRESETS["cpu-probe"]
     options = {k: v for k, v in (("count", count), ("size", size)) if v is not None}
     base = make_config(preset, dataset=DATASETS[probe], steps=steps,
                        data_options={**preset.data_options, **options},

@@ -47,7 +47,7 @@ VARIANTS = {  # name: (model, options, config changes)
 
 def run(name: str, steps: int, root: Path) -> dict:
     model, options, changes = VARIANTS[name]
-    base = replace(PRESETS["cpu-quick"], steps=steps, eval_every=0, warmup_steps=0, **changes)
+    base = replace(PRESETS["cpu-probe"], steps=steps, eval_every=0, warmup_steps=0, **changes)
     config = with_model(base, model, options)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=root) as out:
@@ -80,9 +80,9 @@ def main() -> int:
     table = markdown_table(["variant", "loss at steps 1, 2, 3, 5, 10", "max loss, steps 1-20",
                             "mean loss, last 20 steps", f"val mIoU after {args.steps} steps"],
                            lines)
-    preset = PRESETS["cpu-quick"]
+    preset = PRESETS["cpu-probe"]
     command = " ".join(["python benchmarks/refinenet_start.py", *sys.argv[1:]])
-    text = (f"# RefineNet's start, variant by variant\n\n{made_by(command)} The cpu-quick preset: "
+    text = (f"# RefineNet's start, variant by variant\n\n{made_by(command)} The cpu-probe preset: "
             f"{preset.backbone} pretrained on {preset.pretrained_backbone}, decoder "
             f"{preset.model_options}, Shapes {preset.data_options}, batch {preset.batch_size}, "
             f"{preset.optimizer} lr {preset.lr:g} without warm-up, with the poly schedule over "

@@ -73,10 +73,14 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
     ``on`` (the ``--amp`` flag): fp16 on CUDA (the Trainer adds a gradient scaler), bf16 on a
     CPU that computes it natively. ``auto`` (the default): bf16 on CUDA (fp16 where the GPU
-    lacks bf16), fp32 on the CPU (the course's results are recorded in fp32; README, Speed).
+    lacks bf16), fp32 on the CPU. ``native`` (the course's ``cpu-quick``): bf16 wherever the
+    hardware computes it (a GPU with bf16, a CPU with AVX512-BF16 or AMX), fp32 elsewhere.
     ``bf16`` and ``fp16`` as named; ``off``: fp32. bf16 on a CPU without native support and
     fp16 on any CPU are refused with a ValueError that says why.
     """
+    if amp == "native":
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
+        return torch.bfloat16 if native else None
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if device.type == "cuda":

@@ -58,6 +58,18 @@ def test_amp_is_refused_on_a_cpu_without_native_bf16(avx2_cpu):
     assert amp_dtype("auto", CPU) is None and amp_dtype("off", CPU) is None
 
 
+def test_native_amp_is_bf16_where_the_hardware_computes_it_and_fp32_elsewhere(monkeypatch):
+    """The course's ``amp="native"`` (cpu-quick): never refused, bf16 only where it is fast."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    assert amp_dtype("native", CPU) is torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    assert amp_dtype("native", CPU) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_dtype("native", CUDA) is torch.bfloat16  # the CPU's capabilities do not matter
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert amp_dtype("native", CUDA) is None  # no fp16 without a gradient scaler asked for
+
+
 def test_amp_on_cuda_is_fp16_and_auto_prefers_bf16(monkeypatch, avx2_cpu):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert amp_dtype("on", CUDA) is torch.float16  # the CPU's capabilities do not matter
