@@ -11,8 +11,8 @@ only the seconds are this machine's.
     .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
                                                  #    rnlib/results/reference.json
 
-36 runs, 4 per contender. The 32 recorded before FCN-4s joined took 7.3 hours of one core in
-all (3.7 h as two one-thread processes on 2 cores, more than one working session). Every
+36 runs, 4 per contender, 7.7 hours of one core in all (about 4 h as two one-thread processes
+on 2 cores, more than one working session). Every
 finished run is kept in benchmarks/reference-runs (its settings, curves and test metrics, no
 weights; committed) and reused, so the command continues on a fresh clone where it stopped, and
 renders the tables without training once every run is kept; delete that folder to train every
@@ -26,6 +26,23 @@ every run and writes the tables:
         "without RCUs" 2-cascade 1-cascade
     .venv/bin/python benchmarks/reference.py
     .venv/bin/python benchmarks/reference.py --tables   # the tables again, from the JSON
+
+``--regime quick`` records the course's own regime the same way: the ``cpu-quick`` preset that
+notebooks 07-09 and ``rnlib compare`` train (400 steps, bfloat16 where the processor computes
+it), every contender with seeds 0, 1 and 2 at the one learning rate, so that a student's run
+can be read against the spread of its regime. 27 runs, about 30 minutes on 2 cores as two
+one-thread processes (the record was made so; the thread count changes the order of sums, and
+so the digits), then one that reuses them and writes benchmarks/quick.md and
+rnlib/results/quick.json:
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --regime quick --only \
+        "RefineNet (4-cascade)" FCN-32s FCN-8s FCN-4s "Dilated OS8" &
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --regime quick --only \
+        "without CRP" "without RCUs" 2-cascade 1-cascade
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --regime quick
+
+``--regime quick_fp32`` is the same regime in float32, seed 0 only (benchmarks/quick_fp32.md
+and .json): whether bfloat16 changes the course's verdicts.
 """
 
 from __future__ import annotations
@@ -33,47 +50,72 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rnlib import viz
 from rnlib.compare import ABLATIONS, BASELINES, compare, format_margins, format_rows, rows_as_dicts
 from rnlib.config import PRESETS
-from rnlib.results import REFERENCE, reference
+from rnlib.results import QUICK, REFERENCE, load_rows
 from rnlib.tables import made_by
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = [0, 1, 2]
 REFINENET = "RefineNet (4-cascade)"
 METRICS = ["mIoU", "boundary F", "line", "dot"]  # the paper's claims: detail, thin structures
-LR_GRID = [3e-4, 1e-3]  # AdamW, the same for every model; 3e-3 sent RefineNet to background
-KEPT = ROOT / "benchmarks" / "reference-runs"  # every finished run's record and test metrics
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What one recording trains, and where it keeps its runs and writes its results."""
+    preset: str
+    lr_grid: tuple[float, ...]  # the same for every model, chosen on validation; () the preset's
+    record: Path  # the JSON that travels with the package (rnlib.results)
+    runs: Path  # the checkpoints; an interrupted run continues from its own
+    kept: Path | None  # every finished run's record and test metrics (committed), or None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    amp: str | None = None  # the preset's own unless given
+
+
+REGIMES = {
+    # AdamW; 3e-3 sent RefineNet to background
+    "reference": Regime("reference", (3e-4, 1e-3), REFERENCE, ROOT / "runs" / "reference",
+                        ROOT / "benchmarks" / "reference-runs"),
+    "quick": Regime("cpu-quick", (), QUICK, ROOT / "runs" / "quick-seeds", None),
+    # the course's regime in float32, seed 0: does bfloat16 change the verdict? (issue 22)
+    "quick_fp32": Regime("cpu-quick", (), ROOT / "benchmarks" / "quick_fp32.json",
+                         ROOT / "runs" / "quick-fp32", None, seeds=(0,), amp="off"),
+}
 
 
 def main() -> int:
     contenders = {**BASELINES, **ABLATIONS}
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--regime", choices=list(REGIMES), default="reference")
     parser.add_argument("--only", nargs="+", choices=list(contenders), metavar="NAME",
                         help="train only these contenders and write nothing")
     parser.add_argument("--tables", action="store_true",
                         help="only write the tables and the plot again from the recorded JSON")
     args = parser.parse_args()
-    config = PRESETS["reference"]
+    regime = REGIMES[args.regime]
+    config = replace(PRESETS[regime.preset], amp=regime.amp or PRESETS[regime.preset].amp)
     if args.tables:
-        rows = reference()
+        rows = load_rows(regime.record)
     else:
         entries = ({k: v for k, v in contenders.items() if k in args.only} if args.only
                    else contenders)
-        rows = compare(config, entries, ROOT / "runs" / "reference", seeds=SEEDS,
-                       lr_grid=LR_GRID, resume=True, kept=KEPT)
+        rows = compare(config, entries, regime.runs, seeds=list(regime.seeds),
+                       lr_grid=regime.lr_grid, resume=True, kept=regime.kept)
         if args.only:
             return 0
-        REFERENCE.write_text(json.dumps(rows_as_dicts(rows, REFERENCE), indent=1))
-    runs = len(SEEDS) + len(LR_GRID) - 1  # the grid on the first seed, then the other seeds
+        regime.record.write_text(json.dumps(rows_as_dicts(rows, regime.record), indent=1))
+    runs = len(regime.seeds) + max(len(regime.lr_grid), 1) - 1  # the grid on seed 0, then others
     hours = sum(r.train_s for r in rows) * runs / 3600
     baselines = [r for r in rows if r.name in BASELINES]
     ablations = [r for r in rows if r.name in ABLATIONS]
-    text = (f"# Reference comparison\n\n{made_by('python benchmarks/reference.py')} "
-            f"Preset `reference`; "
+    command = "python benchmarks/reference.py" + (
+        f" --regime {args.regime}" if args.regime != "reference" else "")
+    text = (f"# {args.regime.capitalize()} comparison\n\n{made_by(command)} "
+            f"Preset `{regime.preset}`; "
             f"{runs * len(rows)} training runs, {hours:.1f} h of training in all (the seconds "
             f"below are this machine's, and depend on how it was shared; the accuracy does "
             f"not).\n\n"
@@ -81,9 +123,12 @@ def main() -> int:
             f"Baselines:\n\n{format_margins(baselines, REFINENET, METRICS)}\n\n"
             f"Ablations:\n\n{format_margins(ablations, REFINENET, METRICS)}\n")
     print(text)
-    (ROOT / "benchmarks" / "reference.md").write_text(text)
-    viz.plot_curves(rows, "reference: validation mIoU, mean and range of 3 seeds").savefig(
-        ROOT / "benchmarks" / "reference.png", dpi=110)
+    (ROOT / "benchmarks" / f"{args.regime}.md").write_text(text)
+    plot = (viz.plot_curves(rows, "reference: validation mIoU, mean and range of 3 seeds")
+            if args.regime == "reference" else
+            viz.plot_comparison(rows, f"{args.regime}: cpu-quick, amp {config.amp}, seeds "
+                                      f"{list(regime.seeds)}"))
+    plot.savefig(ROOT / "benchmarks" / f"{args.regime}.png", dpi=110)
     return 0
 
 

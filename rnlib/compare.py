@@ -37,7 +37,7 @@ from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
-           "format_times", "format_margins", "format_versus", "per_seed", "seed_margins",
+           "format_times", "format_margins", "format_versus", "verdict", "per_seed", "seed_margins",
            "rows_as_dicts", "plateau", "swing"]
 
 
@@ -388,8 +388,9 @@ def format_margins(rows: list[Row], reference: str, metrics: Sequence[str] = ("m
 
 
 def format_versus(mine: list[Row], reference: list[Row]) -> str:
-    """Your rows next to the reference's of the same models: mIoU, boundary F and the steps
-    each was trained for (the reference: mean ± standard deviation over its seeds)."""
+    """Your rows next to the recorded ones of the same models and regime (``reference``, e.g.
+    ``rnlib.results.quick()``): mIoU, boundary F and the steps each was trained for (the
+    recorded: mean ± standard deviation over its seeds)."""
     ref = {r.name: r for r in reference}
     lines = []
     for r in mine:
@@ -400,8 +401,33 @@ def format_versus(mine: list[Row], reference: list[Row]) -> str:
         lines.append([r.name, f"{100 * r.miou:.1f}", _pm(t.miou, t.miou_std, n),
                       f"{100 * r.boundary_f:.1f}", _pm(t.boundary_f, t.boundary_f_std, n),
                       r.steps, t.steps])
-    return markdown_table(["model", "your mIoU", "reference mIoU", "your boundary F",
-                           "reference boundary F", "your steps", "reference steps"], lines)
+    return markdown_table(["model", "your mIoU", "recorded mIoU", "your boundary F",
+                           "recorded boundary F", "your steps", "recorded steps"], lines)
+
+
+def verdict(mine: list[Row], recorded: list[Row], claim: str = "RefineNet (4-cascade)",
+            metric: str = "mIoU") -> str:
+    """The one line that decides: ``claim``'s lead over each other model of your run
+    (``mine``), and whether it is beyond the spread of the same regime's recorded seeds
+    (``recorded``): a lead is *decided* when its sign holds in every recorded seed and in
+    your run. Leads in points, positive where ``claim`` is ahead."""
+    ref = {r.name: r for r in recorded}
+    yours = next(r for r in mine if r.name == claim)
+    parts, decided = [], []
+    for other in (r for r in mine if r is not yours):
+        lead = 100 * statistics.fmean(
+            a - b for a, b in zip(per_seed(yours, metric), per_seed(other, metric)))
+        seeds = (seed_margins(ref[claim], ref[other.name], metric)
+                 if claim in ref and other.name in ref else [])
+        holds = bool(seeds) and all((d > 0) == (lead > 0) and d != 0 for d in seeds)
+        decided.append(holds)
+        spread = (f" (recorded {statistics.fmean(seeds):+.1f}, {min(seeds):+.1f} .. "
+                  f"{max(seeds):+.1f} over {len(seeds)} seeds)" if seeds else " (not recorded)")
+        parts.append(f"{other.name} {lead:+.1f}{spread}")
+    outcome = ("Decided: every lead holds in every recorded seed" if all(decided) else
+               f"Not decided: {decided.count(False)} of {len(decided)} leads change sign over "
+               "the recorded seeds or were not recorded")
+    return f"**{claim}'s {metric} lead** over {'; '.join(parts)}. {outcome}."
 
 
 def format_times(rows: list[Row]) -> str:

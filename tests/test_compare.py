@@ -18,14 +18,11 @@ from rnlib.compare import (
     plateau,
     run_dir,
     swing,
+    verdict,
 )
 from rnlib.config import PRESETS, with_model
 from rnlib.history import History
 from rnlib.runs import make_model
-
-# Contenders added since rnlib/results/reference.json was recorded; the test below fails once a
-# new recording holds them, to have them taken out of here.
-NOT_RECORDED_YET = {"FCN-4s"}  # issue 20: the equal-output-stride control
 
 
 def test_fcn4s_joins_the_baselines_after_fcn8s():
@@ -181,7 +178,7 @@ def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
     from rnlib.results import reference
 
     rows = reference()
-    assert {r.name for r in rows} == (set(BASELINES) | set(ABLATIONS)) - NOT_RECORDED_YET
+    assert {r.name for r in rows} == set(BASELINES) | set(ABLATIONS)
     for r in rows:
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.iou_per_seed) == 3
         assert set(r.lr_search) == {"0.0003", "0.001"}
@@ -192,3 +189,37 @@ def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
         assert r.steps == 1000, r.name  # the reference preset: 4 epochs of 250 steps
         assert all(c["step"][-1] == r.steps for c in r.curves), r.name
         assert abs(r.plateau) < 0.01, r.name
+
+
+def test_the_recorded_quick_regime_is_the_courses_preset_with_three_seeds():
+    """rnlib/results/quick.json (benchmarks/reference.py --regime quick), which notebooks 08
+    and 09 read a student's run against: every contender, seeds 0-2, the cpu-quick budget."""
+    from rnlib.results import quick
+
+    rows = quick()
+    assert {r.name for r in rows} == set(BASELINES) | set(ABLATIONS)
+    for r in rows:
+        assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.miou_per_seed) == 3
+        assert r.steps == PRESETS["cpu-quick"].steps and r.lr == PRESETS["cpu-quick"].lr
+
+
+def _with_mious(row, mious):
+    return replace(row, miou=sum(mious) / len(mious), miou_per_seed=list(mious),
+                   seeds=list(range(len(mious))))
+
+
+def test_verdict_decides_only_where_every_recorded_seed_and_your_run_agree():
+    from rnlib.results import reference
+
+    ref = {r.name: r for r in reference()}
+    claim, other = ref["RefineNet (4-cascade)"], ref["FCN-8s"]
+    recorded = [_with_mious(claim, [0.60, 0.62, 0.61]), _with_mious(other, [0.50, 0.52, 0.61])]
+    mine = [_with_mious(claim, [0.58]), _with_mious(other, [0.50])]
+    line = verdict(mine, recorded)
+    assert "FCN-8s +8.0 (recorded +6.7, +0.0 .. +10.0 over 3 seeds)" in line  # a tie in seed 2
+    assert "Not decided: 1 of 1" in line
+    recorded[1] = _with_mious(other, [0.50, 0.52, 0.55])
+    assert "Decided: every lead holds" in verdict(mine, recorded)
+    assert "Not decided" in verdict([mine[0], _with_mious(other, [0.59])], recorded)  # sign flips
+    line = verdict(mine, recorded[:1])  # the other model is not in the record
+    assert "(not recorded)" in line and "Not decided" in line

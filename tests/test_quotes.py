@@ -33,7 +33,8 @@ def test_every_quote_agrees_with_its_recorded_json():
 def test_the_readme_quotes_both_records_in_tables_and_in_its_text(readme):
     found = [(m["source"] or quotes.DEFAULT) for m in quotes.QUOTE.finditer(readme)]
     assert found.count("reference") >= 10 and found.count("comparison") >= 2
-    assert [m["source"] for m in quotes.TABLE.finditer(readme)] == ["reference", "comparison"]
+    assert [m["source"] for m in quotes.TABLE.finditer(readme)] == ["reference", "quick",
+                                                                    "comparison"]
 
 
 def _plant(text: str, match) -> tuple[str, str]:
@@ -60,6 +61,14 @@ def test_a_wrong_table_cell_is_found_and_the_table_regenerated(readme, sources):
     text, problems = quotes.requote(wrong, sources, "README.md")
     assert len(problems) == 1 and "the reference table differs" in problems[0]
     assert text == readme
+
+
+def test_an_empty_table_is_filled_once(readme, sources):
+    """A table quoted for the first time: its markers with nothing between them."""
+    match = next(quotes.TABLE.finditer(readme))
+    empty = readme.replace(match[0], match[0].replace(match["table"], ""), 1)
+    text, problems = quotes.requote(empty, sources, "README.md")
+    assert len(problems) == 1 and text == readme
 
 
 def test_write_rewrites_a_solution_and_regenerates_its_exercise_notebook(tmp_path, monkeypatch):
@@ -181,6 +190,7 @@ def test_per_seed_records_are_sources_by_file_stem(records):
     ('std("dropout 0", "path layer3 off")', statistics.stdev(_seeds("dropout 0",
                                                                       "path layer3 off"))),
     ('lowest_seed("dropout 0", "as trained")', min(_seeds("dropout 0", "as trained"))),
+    ('seed("dropout 0", "as trained", 1)', _seeds("dropout 0", "as trained")[1]),
     ('highest_seed("default", "grad layer4, end")', max(_seeds("default", "grad layer4, end"))),
     ('drop("default", "path layer3 off")', statistics.fmean(_seeds("default", "as trained"))
      - statistics.fmean(_seeds("default", "path layer3 off"))),

@@ -7,7 +7,9 @@ A quoted number carries a marker right after it, an HTML comment that Markdown d
     in your run, FCN-8s reached 45.0<!-- quote comparison: value("FCN-8s", "mIoU") -->
 
 It names the recorded file (``SOURCES``: ``reference``, the default, is
-rnlib/results/reference.json; ``comparison`` is benchmarks/comparison.json) and an expression
+rnlib/results/reference.json; ``quick`` is rnlib/results/quick.json, the course's regime with
+three seeds, and ``quick_fp32`` benchmarks/quick_fp32.json, its seed 0 in float32;
+``comparison`` is benchmarks/comparison.json, ``rnlib compare``'s defaults) and an expression
 over its rows: numbers, ``+ - * /``, ``max``, ``min`` and the functions of :class:`Recorded`
 (metrics in points). A benchmark's per-seed records are sources too, named by file stem: any
 benchmarks/NAME.json of the layout that benchmarks/coarse_paths.py and benchmarks/probes.py
@@ -46,11 +48,13 @@ import make_exercises
 import nbformat
 
 from rnlib.compare import Row, per_seed, seed_margins
-from rnlib.results import REFERENCE, load_rows
+from rnlib.results import QUICK, REFERENCE, load_rows
 from rnlib.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {"reference": REFERENCE, "comparison": ROOT / "benchmarks" / "comparison.json"}
+SOURCES = {"reference": REFERENCE, "quick": QUICK,
+           "comparison": ROOT / "benchmarks" / "comparison.json",
+           "quick_fp32": ROOT / "benchmarks" / "quick_fp32.json"}
 RECORDS = ROOT / "benchmarks"  # RECORDS/NAME.json of per-seed records: the source NAME
 RAW = ("gflops", "params_m", "latency_ms", "train_peak_mib", "train_s", "steps", "lr")
 REFINENET = "RefineNet (4-cascade)"  # what margins are measured against
@@ -172,7 +176,7 @@ class SeedRecords(Source):
     quote may take from them: numbers as recorded, over the seeds."""
 
     KIND = "variant"
-    FUNCTIONS = ("mean", "std", "lowest_seed", "highest_seed", "drop", "diff", "count")
+    FUNCTIONS = ("mean", "std", "seed", "lowest_seed", "highest_seed", "drop", "diff", "count")
 
     def by_seed(self, variant: str, key: str) -> dict[int, float]:
         """``key`` of ``variant``, seed by seed: numbers, each seed having one."""
@@ -199,6 +203,14 @@ class SeedRecords(Source):
             raise QuoteError(f"{self.source}: std({variant!r}, {key!r}) needs two seeds or "
                              f"more, and {variant!r} has {len(values)}")
         return statistics.stdev(values)
+
+    def seed(self, variant: str, key: str, seed: int) -> float:
+        """``key`` of ``variant`` in one seed."""
+        values = self.by_seed(variant, key)
+        if seed not in values:
+            raise QuoteError(f"{self.source}: {variant!r} has no seed {seed} (it has "
+                             f"{sorted(values)})")
+        return values[seed]
 
     def lowest_seed(self, variant: str, key: str) -> float:
         return min(self.by_seed(variant, key).values())
@@ -238,6 +250,7 @@ COLUMNS: dict[str, Callable[[Recorded, str], str]] = {
 TABLES = {
     "reference": ["test mIoU", "boundary F", "line IoU", "dot IoU", "GFLOPs @128",
                   "train memory (MiB)", "last 20%", "swing"],
+    "quick": ["test mIoU", "boundary F", "line IoU", "dot IoU"],
     "comparison": ["test mIoU", "boundary F", "line IoU", "dot IoU", "GFLOPs @128",
                    "training (s)"],
 }
@@ -335,7 +348,8 @@ def requote(text: str, sources: dict[str, Source], where: str) -> tuple[str, lis
         if new != match["table"]:
             problems.append(f"{place(match)}: the {recorded.source} table differs from "
                             f"{recorded.source}'s record")
-        return match[0].replace(match["table"], new)
+        start, end = (i - match.start() for i in match.span("table"))
+        return match[0][:start] + new + match[0][end:]  # str.replace would fill an empty table
 
     def number(match: re.Match) -> str:
         recorded, old = source(match), match["number"]
