@@ -129,7 +129,7 @@ def test_a_number_keeps_the_decimals_and_sign_of_the_text(like, value, text):
 
 @pytest.mark.parametrize("text, message", [
     ('x <!-- quote: lead("FCN-8s") -->', "a quote marker with no number right before it"),
-    ('1.0<!-- quote: lead("FCN-4s") -->', "reference has no model 'FCN-4s'"),
+    ('1.0<!-- quote: lead("FCN-16s") -->', "reference has no model 'FCN-16s'"),
     ('1.0<!-- quote: lead("FCN-8s", "lines") -->', "unknown metric 'lines'"),
     ('1.0<!-- quote: __import__("os") -->', "is not allowed: use numbers"),
     ('1.0<!-- quote: lead("FCN-8s" -->', "is not an expression"),
@@ -229,7 +229,8 @@ def test_a_wrong_per_seed_quote_is_found_with_its_line_and_rewritten(records, tm
      r"'dropout 0' has no 'path layer4 off' in seeds \[0, 1, 2\] \(it has \['as trained', "),
     ('1.0<!-- quote probe_scale: mean("RefineNet", "all") -->',
      r"no recorded file 'probe_scale' \(nor per-seed records benchmarks/probe_scale.json\); "
-     r"choose one of \['reference', 'comparison', 'coarse_paths', 'probe_detail'\]"),
+     r"choose one of \['reference', 'quick', 'comparison', 'quick_fp32', 'coarse_paths', "
+     r"'probe_detail'\]"),
     ('1.0<!-- quote coarse_paths: std("one seed", "as trained") -->',
      "needs two seeds or more, and 'one seed' has 1"),
     ('1.0<!-- quote coarse_paths: mean("one seed", "path layer3 off") -->',
@@ -238,7 +239,7 @@ def test_a_wrong_per_seed_quote_is_found_with_its_line_and_rewritten(records, tm
      r"'one seed' has seeds \[0\] and 'default' \[0, 1, 2\]: diff pairs the same seeds"),
     ('1.0<!-- quote coarse_paths: value("default", "as trained") -->', "is not allowed"),
     ("<!-- begin quote coarse_paths table -->\n<!-- end quote -->",
-     r"coarse_paths has no table; tables quote \['reference', 'comparison'\]"),
+     r"coarse_paths has no table; tables quote \['reference', 'quick', 'comparison'\]"),
 ])
 def test_a_bad_per_seed_quote_is_one_sentence_naming_its_line(records, text, message):
     with pytest.raises(quotes.QuoteError, match=f"^doc, line 2: .*{message}"):
