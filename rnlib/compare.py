@@ -412,14 +412,18 @@ def verdict(mine: list[Row], recorded: list[Row], claim: str = "RefineNet (4-cas
     (``recorded``): a lead is *decided* when its sign holds in every recorded seed and in
     your run. Leads in points, positive where ``claim`` is ahead."""
     ref = {r.name: r for r in recorded}
-    yours = next(r for r in mine if r.name == claim)
+    yours = next((r for r in mine if r.name == claim), None)
+    if yours is None:
+        raise ValueError(f"verdict: your rows have no {claim!r} (they have "
+                         f"{[r.name for r in mine]}); pass claim= one of them")
     parts, decided = [], []
     for other in (r for r in mine if r is not yours):
         lead = 100 * statistics.fmean(
             a - b for a, b in zip(per_seed(yours, metric), per_seed(other, metric)))
         seeds = (seed_margins(ref[claim], ref[other.name], metric)
                  if claim in ref and other.name in ref else [])
-        holds = bool(seeds) and all((d > 0) == (lead > 0) and d != 0 for d in seeds)
+        holds = bool(seeds) and lead != 0 and all(d != 0 and (d > 0) == (lead > 0)
+                                                  for d in seeds)
         decided.append(holds)
         spread = (f" (recorded {statistics.fmean(seeds):+.1f}, {min(seeds):+.1f} .. "
                   f"{max(seeds):+.1f} over {len(seeds)} seeds)" if seeds else " (not recorded)")

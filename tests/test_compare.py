@@ -223,3 +223,6 @@ def test_verdict_decides_only_where_every_recorded_seed_and_your_run_agree():
     assert "Not decided" in verdict([mine[0], _with_mious(other, [0.59])], recorded)  # sign flips
     line = verdict(mine, recorded[:1])  # the other model is not in the record
     assert "(not recorded)" in line and "Not decided" in line
+    assert "Not decided" in verdict([mine[0], _with_mious(other, [0.58])], recorded)  # a tie
+    with pytest.raises(ValueError, match=r"your rows have no 'RefineNet \(4-cascade\)'.*claim="):
+        verdict([mine[1]], recorded)
