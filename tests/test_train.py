@@ -386,3 +386,20 @@ def test_every_config_field_says_whether_it_affects_results():
     assert run_settings(base)["eval_every"] == 0  # as the checkpoints written so far hold it
     for name, value in dict(lr=0.5, seed=1, crop=96, channels_last=False).items():
         assert run_settings(replace(base, **{name: value})) != run_settings(base), name
+
+
+@pytest.mark.parametrize("bad, finite", [(None, True), (float("nan"), False),
+                                         (float("inf"), False), (-float("inf"), False),
+                                         (3e38, True)])
+def test_the_finite_weights_check_is_exact_even_where_a_sum_overflows(bad, finite):
+    """The guard sums each tensor first; a sum that overflows (3e38 twice) must not be taken
+    for a NaN, and a single bad element anywhere, in a weight or a buffer, must be found."""
+    from rnlib.train import _finite
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    if bad is not None:
+        with torch.no_grad():
+            model[0].weight[1, 2, 0, 0] = bad
+            model[0].weight[3, 0, 2, 1] = bad
+            model[1].running_var[3] = bad if bad != 3e38 else 1.0
+    assert _finite(model) is finite
