@@ -54,7 +54,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rnlib import viz
-from rnlib.compare import ABLATIONS, BASELINES, compare, format_margins, format_rows, rows_as_dicts
+from rnlib.compare import (
+    ABLATIONS,
+    BASELINES,
+    LIGHT_WEIGHT,
+    compare,
+    format_margins,
+    format_rows,
+    rows_as_dicts,
+)
 from rnlib.config import PRESETS
 from rnlib.results import QUICK, REFERENCE, load_rows
 from rnlib.tables import made_by
@@ -74,12 +82,13 @@ class Regime:
     kept: Path | None  # every finished run's record and test metrics (committed), or None
     seeds: tuple[int, ...] = (0, 1, 2)
     amp: str | None = None  # the preset's own unless given
+    light_weight: bool = True  # Light-Weight RefineNet among the contenders (not in the reference)
 
 
 REGIMES = {
     # AdamW; 3e-3 sent RefineNet to background
     "reference": Regime("reference", (3e-4, 1e-3), REFERENCE, ROOT / "runs" / "reference",
-                        ROOT / "benchmarks" / "reference-runs"),
+                        ROOT / "benchmarks" / "reference-runs", light_weight=False),
     "quick": Regime("cpu-quick", (), QUICK, ROOT / "runs" / "quick-seeds", None),
     # the course's regime in float32, seed 0: does bfloat16 change the verdict? (issue 22)
     "quick_fp32": Regime("cpu-quick", (), ROOT / "benchmarks" / "quick_fp32.json",
@@ -88,15 +97,16 @@ REGIMES = {
 
 
 def main() -> int:
-    contenders = {**BASELINES, **ABLATIONS}
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--regime", choices=list(REGIMES), default="reference")
-    parser.add_argument("--only", nargs="+", choices=list(contenders), metavar="NAME",
+    parser.add_argument("--only", nargs="+", choices=list({**BASELINES, **LIGHT_WEIGHT,
+                                                           **ABLATIONS}), metavar="NAME",
                         help="train only these contenders and write nothing")
     parser.add_argument("--tables", action="store_true",
                         help="only write the tables and the plot again from the recorded JSON")
     args = parser.parse_args()
     regime = REGIMES[args.regime]
+    contenders = {**BASELINES, **(LIGHT_WEIGHT if regime.light_weight else {}), **ABLATIONS}
     config = replace(PRESETS[regime.preset], amp=regime.amp or PRESETS[regime.preset].amp)
     if args.tables:
         rows = load_rows(regime.record)
@@ -111,7 +121,7 @@ def main() -> int:
     runs = len(regime.seeds) + max(len(regime.lr_grid), 1) - 1  # the grid on seed 0, then others
     hours = sum(r.train_s for r in rows) * runs / 3600
     baselines = [r for r in rows if r.name in BASELINES]
-    ablations = [r for r in rows if r.name in ABLATIONS]
+    ablations = [r for r in rows if r.name in ABLATIONS or r.name in LIGHT_WEIGHT]
     command = "python benchmarks/reference.py" + (
         f" --regime {args.regime}" if args.regime != "reference" else "")
     text = (f"# {args.regime.capitalize()} comparison\n\n{made_by(command)} "
@@ -121,7 +131,8 @@ def main() -> int:
             f"not).\n\n"
             f"{format_rows(rows, config)}\n## Margins against RefineNet, seed by seed\n\n"
             f"Baselines:\n\n{format_margins(baselines, REFINENET, METRICS)}\n\n"
-            f"Ablations:\n\n{format_margins(ablations, REFINENET, METRICS)}\n")
+            f"Ablations{' and Light-Weight RefineNet' if regime.light_weight else ''}:\n\n"
+            f"{format_margins(ablations, REFINENET, METRICS)}\n")
     print(text)
     (ROOT / "benchmarks" / f"{args.regime}.md").write_text(text)
     plot = (viz.plot_curves(rows, "reference: validation mIoU, mean and range of 3 seeds")

@@ -33,12 +33,13 @@ from .data import SegmentationDataset, eval_transform
 from .history import History
 from .recorded_paths import recorded_path
 from .runs import class_names, make_model, make_source, resolve_classes, train
+from .side_by_side import processes_for, run_side_by_side
 from .tables import markdown_table
 from .train import Trainer
 
-__all__ = ["Entry", "BASELINES", "ABLATIONS", "Row", "KeptRun", "compare", "run_dir", "format_rows",
-           "format_times", "format_margins", "format_versus", "verdict", "per_seed", "seed_margins",
-           "rows_as_dicts", "plateau", "swing"]
+__all__ = ["Entry", "BASELINES", "LIGHT_WEIGHT", "ABLATIONS", "Row", "KeptRun", "compare",
+           "run_dir", "format_rows", "format_times", "format_margins", "format_versus", "verdict",
+           "per_seed", "seed_margins", "rows_as_dicts", "plateau", "swing"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ BASELINES = {
     "FCN-8s": Entry("fcn8s"),
     "FCN-4s": Entry("fcn4s"),  # RefineNet's output stride (1/4) without its blocks
     "Dilated OS8": Entry("dilated-os8"),
+}
+# RefineNet and its light-weight variant (Nekrasov et al., BMVC 2018): accuracy against cost
+LIGHT_WEIGHT = {
+    "RefineNet (4-cascade)": Entry("refinenet"),
+    "Light-Weight RefineNet": Entry("refinenet-lw"),
 }
 ABLATIONS = {
     "RefineNet (4-cascade)": Entry("refinenet"),
@@ -217,10 +223,21 @@ def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict
     return result
 
 
+def _train_run(config: TrainConfig, folders: list[Path], resume: bool, split: str | None
+               ) -> tuple[float, bool]:
+    """One run trained (or reused) in a process of its own, and measured on ``split`` (None:
+    not); its seconds and whether it was reused. Its results stay in its folders."""
+    started = time.perf_counter()
+    run, reused = _run(config, folders[0], resume, False, folders[1] if folders[1:] else None)
+    if split is not None:
+        _evaluate(run, config, folders, split)
+    return time.perf_counter() - started, reused
+
+
 def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *,
             seeds: list[int] | None = None, lr_grid: list[float] = (), split: str | None = None,
-            progress: bool = True, resume: bool = False, kept: str | Path | None = None
-            ) -> list[Row]:
+            progress: bool = True, resume: bool = False, kept: str | Path | None = None,
+            processes: int | None = None) -> list[Row]:
     """Train and measure every entry with ``base``'s data and budget; one Row each.
 
     With ``resume``, a run whose folder holds a run of the same settings continues it (an
@@ -228,36 +245,71 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
     the course's notebooks 08 and 09 reuse the RefineNet that notebook 07 trained. ``kept``
     is a folder laid out as ``out_dir`` where every finished run also leaves its record and
     metrics (:class:`KeptRun`, no weights); with ``resume`` they stand in for runs whose
-    checkpoints are gone.
+    checkpoints are gone. ``processes`` runs train side by side (:mod:`rnlib.side_by_side`;
+    default: one per core when ``base`` computes on one CPU thread, else one after another in
+    this process); the digits are the same either way.
     """
+    if processes is not None and processes < 1:
+        raise ValueError(f"processes must be >= 1 (1: one run after another), got {processes}")
     seeds = list(seeds) if seeds else [base.seed]
     split = split or base.test_split
     base = resolve_classes(base, make_source(base, "train"))
     classes = list(class_names(make_source(base, "train"), base.num_classes))
+    configs = {name: with_model(base, e.model, e.options) for name, e in entries.items()}
+    n = processes if processes is not None else processes_for(
+        base, len(entries) * max(len(lr_grid), len(seeds)))
+    spent = dict.fromkeys(entries, 0.0)  # each entry's seconds in this call, its processes' too
+    trained = dict.fromkeys(entries, False)  # whether any of its runs trained in this call
+
+    def folders(name: str, lr: float, seed: int) -> list[Path]:
+        return [run_dir(where, entries[name], lr, seed) for where in (out_dir, kept) if where]
+
+    def ahead(runs: list[tuple[str, float, int]], resume_runs: bool, measure: str | None
+              ) -> None:
+        """Train ``runs`` side by side, before they are read below (with n > 1 only)."""
+        if n <= 1 or not runs:
+            return
+        jobs = [(replace(configs[name], lr=lr, seed=seed), folders(name, lr, seed),
+                 resume_runs, measure) for name, lr, seed in runs]
+
+        def done(i: int, result: tuple[float, bool]) -> None:
+            name, lr, seed = runs[i]
+            spent[name] += result[0]
+            trained[name] |= not result[1]
+            if progress:
+                print(f"  {name} (lr {lr:g}, seed {seed}): {result[0]:.0f} s", flush=True)
+
+        run_side_by_side(_train_run, jobs, n, done)
+
+    def read(name: str, lr: float, seed: int, resume_run: bool, measure: str | None):
+        """The run (trained here when it was not ahead), and its metrics on ``measure``."""
+        started, config, where = time.perf_counter(), replace(configs[name], lr=lr, seed=seed), \
+            folders(name, lr, seed)
+        run, reused = _run(config, where[0], resume_run or n > 1, progress,
+                           where[1] if kept else None)
+        result = _evaluate(run, config, where, measure) if measure else None
+        spent[name] += time.perf_counter() - started
+        trained[name] |= not reused and n <= 1
+        return run, result
+
+    # the same learning-rate grid for every model, judged on validation by the first seed
+    ahead([(name, lr, seeds[0]) for name in entries for lr in lr_grid], resume, None)
+    chosen = {}
+    for name, config in configs.items():
+        search = {f"{lr:g}": read(name, lr, seeds[0], resume, None)[0].history.val_miou[-1]
+                  for lr in lr_grid}
+        chosen[name] = (max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr,
+                        search)
+    ahead([(name, chosen[name][0], seed) for name in entries for seed in seeds],
+          resume or bool(lr_grid), split)
     rows = []
     for name, entry in entries.items():
-        start = time.perf_counter()
-        config = with_model(base, entry.model, entry.options)
-        search = {}
-        for lr in lr_grid:  # the same grid for every model, judged on validation
-            trainer, _ = _run(replace(config, lr=lr, seed=seeds[0]),
-                              run_dir(out_dir, entry, lr, seeds[0]), resume, progress,
-                              kept and run_dir(kept, entry, lr, seeds[0]))
-            search[f"{lr:g}"] = trainer.history.val_miou[-1]
-        lr = max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr
-        results, trainers, reused = [], [], []
-        for seed in seeds:
-            run_config = replace(config, lr=lr, seed=seed)
-            folders = [run_dir(out_dir, entry, lr, seed)]
-            folders += [run_dir(kept, entry, lr, seed)] if kept else []
-            trainer, was_reused = _run(run_config, folders[0], resume or bool(lr_grid),
-                                       progress, folders[-1] if kept else None)
-            results.append(_evaluate(trainer, run_config, folders, split))
-            trainers.append(trainer)
-            reused.append(was_reused)
-        rows.append(_row(name, entry, replace(config, lr=lr), split=split, seeds=seeds,
-                         results=results, runs=trainers, lr_search=search, classes=classes,
-                         reused=all(reused), started=start))
+        lr, search = chosen[name]
+        runs = [read(name, lr, seed, resume or bool(lr_grid), split) for seed in seeds]
+        rows.append(_row(name, entry, replace(configs[name], lr=lr), split=split, seeds=seeds,
+                         results=[result for _, result in runs], runs=[run for run, _ in runs],
+                         lr_search=search, classes=classes, reused=not trained[name],
+                         seconds=spent[name]))
         if progress:
             print(f"{name}: {split} mIoU {100 * rows[-1].miou:.1f} ± "
                   f"{100 * rows[-1].miou_std:.1f} (lr {lr:g}), {rows[-1].total_s:.0f} s"
@@ -267,10 +319,11 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
 
 def _row(name: str, entry: Entry, config: TrainConfig, *, split: str, seeds: list[int],
          results: list[dict], runs: list[Trainer | KeptRun], lr_search: dict[str, float],
-         classes: list[str], reused: bool, started: float) -> Row:
+         classes: list[str], reused: bool, seconds: float) -> Row:
     """One contender's Row: ``results`` (metrics on ``split``) and ``runs`` seed by seed,
-    trained with ``config`` (its lr the one chosen), and the cost of its model; ``started``
-    is when the contender's work began (``time.perf_counter``)."""
+    trained with ``config`` (its lr the one chosen), and the cost of its model; ``seconds``
+    is the contender's work so far in this call."""
+    started = time.perf_counter() - seconds
     model = runs[-1].model
     size = (config.crop, config.crop)
     cost = bench.measure(name, model, size, channels_last=config.channels_last, memory=False)

@@ -35,8 +35,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .models.base import check_images
 
-__all__ = ["choose_device", "BF16_CAPABILITIES", "native_bf16", "amp_dtype", "Autocast",
-           "BF16Inference", "inference_model", "Runtime", "StopSignals"]
+__all__ = ["cpu_threads", "choose_device", "BF16_CAPABILITIES", "native_bf16", "amp_dtype",
+           "Autocast", "BF16Inference", "inference_model", "Runtime", "StopSignals"]
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Compute with ``threads`` CPU threads inside the block (None: leave torch's setting), and
+    put the previous count back after it."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def choose_device(name: str = "auto", local_rank: int = 0) -> torch.device:

@@ -48,7 +48,7 @@ from .optim import (
     poly_lr,
 )
 from .rundir import RunFolder, RunLock, start_rule
-from .runtime import Runtime, StopSignals, amp_dtype
+from .runtime import Runtime, StopSignals, amp_dtype, cpu_threads
 from .seeding import DROPOUT, SeededSamples, derive_seed
 
 __all__ = ["TrainConfig", "PRESETS", "Trainer", "NonFiniteLossError", "TrainingInterrupted",
@@ -217,8 +217,10 @@ class Trainer:
         """Train to the planned number of steps in the locked ``out_dir``; returns the history.
         ``resume`` continues its checkpoint; else one there is kept as ``last.pt.bak`` with
         ``overwrite`` (the library's default: notebook cells run again) and refused without
-        (the command line's default). The rules: :mod:`rnlib.rundir`."""
-        with RunLock(self.out_dir) if self.runtime.is_main else contextlib.nullcontext():
+        (the command line's default). The rules: :mod:`rnlib.rundir`. Computes with
+        ``config.threads`` CPU threads."""
+        with cpu_threads(self.config.threads), \
+                RunLock(self.out_dir) if self.runtime.is_main else contextlib.nullcontext():
             self._begin(resume, overwrite)
             return self._loop()
 
@@ -328,9 +330,10 @@ class Trainer:
         loader = _share(data, self.runtime, self.batch, self.config.num_workers)
         signals = self._signals  # one process: a signal stops the evaluation at the next batch
         stop = None if signals is None or self.runtime.distributed else signals.asked
-        return evaluate(self.model, loader, self.config.num_classes, device=self.device,
-                        channels_last=self.config.channels_last, reduce=self.runtime.all_reduce,
-                        stop=stop, amp_dtype=self.amp_dtype)
+        with cpu_threads(self.config.threads):
+            return evaluate(self.model, loader, self.config.num_classes, device=self.device,
+                            channels_last=self.config.channels_last,
+                            reduce=self.runtime.all_reduce, stop=stop, amp_dtype=self.amp_dtype)
 
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),

@@ -1,4 +1,5 @@
-"""``rnlib compare``: RefineNet against its baselines or its ablations, as tables and plots."""
+"""``rnlib compare``: RefineNet against its baselines, its ablations or its light-weight variant,
+as tables and plots."""
 
 from __future__ import annotations
 
@@ -10,26 +11,29 @@ from typing import Any
 from ..folders import check_writable
 from .options import add_run_options, run_config, write_text
 
+GROUPS = ("baselines", "ablations", "light-weight", "all")  # rnlib.compare's groups of entries
+
 
 def _compare(args: argparse.Namespace) -> None:
     import json
 
     from .. import viz
-    from ..compare import ABLATIONS, BASELINES, compare, format_rows, rows_as_dicts
+    from ..compare import ABLATIONS, BASELINES, LIGHT_WEIGHT, compare, format_rows, rows_as_dicts
     from ..tables import made_by
 
+    groups = {"baselines": BASELINES, "ablations": ABLATIONS, "light-weight": LIGHT_WEIGHT,
+              "all": {**BASELINES, **LIGHT_WEIGHT, **ABLATIONS}}
     config = run_config(args)
-    entries = {"baselines": BASELINES, "ablations": ABLATIONS,
-               "all": {**BASELINES, **ABLATIONS}}[args.contenders]
-    name = args.name or {"baselines": "comparison", "ablations": "ablation"}.get(
-        args.contenders, "comparison-all")
+    entries = {name: entry for group in args.contenders for name, entry in groups[group].items()}
+    name = args.name or {("baselines",): "comparison", ("ablations",): "ablation"}.get(
+        tuple(args.contenders), "comparison-" + "-".join(args.contenders))
     out = Path(args.out)
     for folder, option in ((out, "--out"), (args.keep, "--keep")):
         if folder:
             check_writable(folder, "results", f"choose another {option}")
     rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
                    lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
-                   kept=args.keep)
+                   kept=args.keep, processes=args.processes)
     command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
     text = f"# {name} ({args.preset})\n\n{made_by(command)}\n\n{format_rows(rows, config)}"
     print(text)
@@ -47,9 +51,10 @@ def add_compare_command(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compare", help="RefineNet vs FCN-32s, FCN-8s, FCN-4s, dilated OS8 (or ablations)")
     add_run_options(p, model=False)
-    p.add_argument("--contenders", choices=["baselines", "ablations", "all"],
-                   default="baselines", help="RefineNet against its baselines, RefineNet taken "
-                                             "apart (no CRP, no RCUs, 1-2 cascades), or both")
+    p.add_argument("--contenders", choices=list(GROUPS), nargs="+", default=["baselines"],
+                   help="one or more of: RefineNet against its baselines, RefineNet taken apart "
+                        "(no CRP, no RCUs, 1-2 cascades), RefineNet against Light-Weight "
+                        "RefineNet, or all; e.g. --contenders baselines light-weight")
     p.add_argument("--seeds", type=int, nargs="+", help="train each model with each seed; "
                                                         "report mean and spread")
     p.add_argument("--lr-grid", type=float, nargs="+", metavar="LR",
@@ -58,6 +63,9 @@ def add_compare_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmarks", help="where the table and plot go")
     p.add_argument("--name", help="file name of the results (default: comparison)")
     p.add_argument("--runs", default="runs", help="where the checkpoints go")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="train N runs side by side (default: one per core when the config "
+                        "computes on one thread, as cpu-quick does; else one after another)")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted runs of the same settings, reuse finished ones")
     p.add_argument("--keep", metavar="DIR",

@@ -78,6 +78,9 @@ RUN_FLAGS: tuple[tuple[str, str, str | None, dict], ...] = (
     ("training", "--compile", "compile", dict(
         action="store_const", const=True,
         help="torch.compile the training steps (worth it on a GPU)")),
+    ("training", "--threads", "threads", dict(
+        type=int, help="CPU threads per run (default: the preset's; cpu-quick: 1, so that the "
+                       "digits do not depend on the core count)")),
     ("training", "--workers", "num_workers", dict(type=int, metavar="WORKERS",
                                                       help="data-loading processes")),
     ("training", "--eval-every-steps", "eval_every_steps", dict(
