@@ -18,7 +18,7 @@ from .config import AFFECTS_RESULTS, RECORDED_AS, TrainConfig, plain
 from .safeload import load_safely
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "run_settings", "resumable",
-           "checkpoint_config", "non_finite", "check_resume"]
+           "checkpoint_config", "non_finite", "same_settings", "check_resume"]
 
 CHECKPOINT = "last.pt"  # the name of a run's checkpoint in its folder
 
@@ -64,10 +64,21 @@ def run_settings(config: TrainConfig) -> dict:
     return {**plain(asdict(replace(config, **how))), "budget_scale": budget_scale()}
 
 
+def same_settings(stored: dict | None, config: TrainConfig) -> bool:
+    """Whether ``stored`` (a checkpoint's, a record's or a cache's settings) are ``config``'s.
+    An operational field added since they were written counts as its recorded value: records
+    made before TrainConfig.threads still stand."""
+    if stored is None:
+        return False
+    recorded = {f.name: plain(f.metadata[RECORDED_AS]) for f in fields(config)
+                if not f.metadata[AFFECTS_RESULTS]}
+    return {**recorded, **stored} == run_settings(config)
+
+
 def check_resume(state: dict, config: TrainConfig, data: str | None, path: Path) -> None:
     """A ValueError unless the checkpoint ``state`` (read from ``path``) was written by a run
     of ``config`` on the same data (``data``: its fingerprint; None where it has none)."""
-    if state.get("settings") != run_settings(config):
+    if not same_settings(state.get("settings"), config):
         raise ValueError(f"{path} was written with other settings (options or {BUDGET_ENV}); "
                          f"resume with the same ones, or train into a new folder")
     if None not in (state.get("data"), data) and state["data"] != data:
@@ -80,4 +91,4 @@ def resumable(out_dir: str | Path, config: TrainConfig) -> bool:
     """Whether ``out_dir``'s checkpoint was written by a run of ``config`` (at the current budget
     scale), so that ``fit(resume=True)`` continues it, or returns at once if it finished."""
     path = Path(out_dir) / CHECKPOINT
-    return path.exists() and load_checkpoint(path).get("settings") == run_settings(config)
+    return path.exists() and same_settings(load_checkpoint(path).get("settings"), config)

@@ -27,7 +27,7 @@ from torch import nn
 
 from . import bench
 from .budget import describe_budget
-from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings
+from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings, same_settings
 from .config import TrainConfig, with_model
 from .data import SegmentationDataset, eval_transform
 from .history import History
@@ -50,12 +50,14 @@ class Entry:
     options: tuple[tuple[str, object], ...] = ()
 
 
+# The order is also the order in which runs start side by side: on 2 cores, RefineNet and the
+# dilated network (the two slow runs) then share one process and the FCNs the other.
 BASELINES = {
     "RefineNet (4-cascade)": Entry("refinenet"),
     "FCN-32s": Entry("fcn32s"),
     "FCN-8s": Entry("fcn8s"),
-    "FCN-4s": Entry("fcn4s"),  # RefineNet's output stride (1/4) without its blocks
     "Dilated OS8": Entry("dilated-os8"),
+    "FCN-4s": Entry("fcn4s"),  # the control: RefineNet's output stride (1/4) without its blocks
 }
 # RefineNet and its light-weight variant (Nekrasov et al., BMVC 2018): accuracy against cost
 LIGHT_WEIGHT = {
@@ -163,7 +165,7 @@ class KeptRun:
             return None
         try:
             record = json.loads(path.read_text())
-            if record["settings"] != run_settings(config):
+            if not same_settings(record["settings"], config):
                 return None
             history, step = History.from_dict(record["history"]), record["step"]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
@@ -203,10 +205,9 @@ def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict
     """The run's metrics on ``split``, cached beside its checkpoint (and its kept record) with
     the run's settings."""
     caches = [folder / f"eval-{split}.json" for folder in folders]
-    settings = run_settings(config)
     for cache in filter(Path.exists, caches):
         saved = json.loads(cache.read_text())
-        if saved["settings"] == settings and saved["step"] == run.step:
+        if same_settings(saved["settings"], config) and saved["step"] == run.step:
             result = saved["result"]
             break
     else:
@@ -219,7 +220,8 @@ def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict
         result = asdict(run.evaluate(data))
     for cache in caches if isinstance(run, KeptRun) or run.runtime.is_main else []:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"settings": settings, "step": run.step, "result": result}))
+        cache.write_text(json.dumps({"settings": run_settings(config), "step": run.step,
+                                     "result": result}))
     return result
 
 

@@ -8,14 +8,16 @@ the notebooks that call :func:`rnlib.compare.compare` train this way when their 
 one thread (the ``cpu-quick`` preset does).
 
 A signal to this process (Ctrl-C, SIGTERM, a notebook's interrupt) is passed on once to every
-run, which stops at the end of its step and keeps its checkpoint, as a lone run does; the runs
-sit outside the terminal's process group, so that Ctrl-C reaches them only through this one.
+run, which stops at the end of its step and keeps its checkpoint, as a lone run does, and no
+run begins after it; the runs sit outside the terminal's process group, so that Ctrl-C reaches
+them only through this one.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -36,12 +38,32 @@ def processes_for(config: TrainConfig, runs: int) -> int:
     return max(1, min(cores or 1, runs))
 
 
-def _start_worker() -> None:
-    """A worker leaves the terminal's process group (Ctrl-C reaches it once, forwarded) and
-    computes on one thread."""
+class _NotBegun:
+    """A job that a worker skipped because a signal had come first."""
+
+
+_stop = None  # in a worker: the event that the parent sets when a signal comes
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # outside training; training takes it over
+
+
+def _start_worker(stop) -> None:
+    """A worker leaves the terminal's process group (Ctrl-C reaches it once, forwarded), turns
+    SIGTERM into KeyboardInterrupt as SIGINT is, and computes on one thread."""
+    global _stop
+    _stop = stop
     if hasattr(os, "setpgrp"):
         os.setpgrp()
+    for number in StopSignals.SIGNALS:
+        signal.signal(number, _interrupt)
     torch.set_num_threads(1)
+
+
+def _job(work: Callable, job: tuple):
+    """``work(*job)``, unless a signal came before the worker took the job."""
+    return _NotBegun() if _stop.is_set() else work(*job)
 
 
 def run_side_by_side(work: Callable, jobs: Sequence[tuple], processes: int,
@@ -52,35 +74,30 @@ def run_side_by_side(work: Callable, jobs: Sequence[tuple], processes: int,
     and raises one :class:`TrainingInterrupted`; a job's own error is raised as it is."""
     results: list = [None] * len(jobs)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker) as pool, \
-            StopSignals() as signals:
-        pending: dict[Future, int] = {pool.submit(work, *job): i for i, job in enumerate(jobs)}
-        forwarded = False
+    stop = context.Event()
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                             initargs=(stop,)) as pool, StopSignals() as signals:
+        pending: dict[Future, int] = {pool.submit(_job, work, job): i
+                                      for i, job in enumerate(jobs)}
         while pending:
             finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            if signals.requested is not None and not forwarded:
-                for future in pending:
-                    future.cancel()  # the jobs not started yet
+            if signals.requested is not None and not stop.is_set():
+                stop.set()  # no job begins after this
                 for child in multiprocessing.active_children():
                     os.kill(child.pid, signals.requested)
-                forwarded = True
             for future in finished:
                 i = pending.pop(future)
-                if future.cancelled():
-                    continue
                 error = future.exception()
-                if error is not None and not isinstance(error, TrainingInterrupted):
-                    for rest in pending:
-                        rest.cancel()  # those running finish and keep their runs
+                if error is not None and not isinstance(error, KeyboardInterrupt):
+                    stop.set()  # those running finish and keep their runs
                     raise error
                 results[i] = error if error is not None else future.result()
-                if error is None and done is not None:
+                if error is None and done is not None and not isinstance(results[i], _NotBegun):
                     done(i, results[i])
-            pending = {f: i for f, i in pending.items() if not f.cancelled()}
     stopped = [r for r in results if isinstance(r, TrainingInterrupted)]
     if signals.requested is not None or stopped:
         first = f" (the first: {stopped[0]})" if stopped else ""
-        finished = sum(r is not None and not isinstance(r, TrainingInterrupted) for r in results)
+        finished = sum(not isinstance(r, (KeyboardInterrupt, _NotBegun)) for r in results)
         raise TrainingInterrupted(
             f"{len(stopped)} runs side by side stopped at their current steps, each with its "
             f"checkpoint{first}; {finished} of {len(jobs)} had finished; continue with "

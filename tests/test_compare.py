@@ -9,6 +9,7 @@ import pytest
 from rnlib.compare import (
     ABLATIONS,
     BASELINES,
+    LIGHT_WEIGHT,
     KeptRun,
     compare,
     format_margins,
@@ -25,10 +26,11 @@ from rnlib.history import History
 from rnlib.runs import make_model
 
 
-def test_fcn4s_joins_the_baselines_after_fcn8s():
-    names = list(BASELINES)
-    assert names.index("FCN-4s") == names.index("FCN-8s") + 1
+def test_fcn4s_the_equal_output_stride_control_closes_the_baselines():
+    assert list(BASELINES) == ["RefineNet (4-cascade)", "FCN-32s", "FCN-8s", "Dilated OS8",
+                               "FCN-4s"]
     assert BASELINES["FCN-4s"].model == "fcn4s" and BASELINES["FCN-4s"].options == ()
+    assert list(LIGHT_WEIGHT) == ["RefineNet (4-cascade)", "Light-Weight RefineNet"]
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +38,7 @@ def full_budget(monkeypatch):
     monkeypatch.setenv("RNLIB_BUDGET_SCALE", "1")
 
 
-@pytest.mark.parametrize("name,entry", list(BASELINES.items()) + list(ABLATIONS.items()))
+@pytest.mark.parametrize("name,entry", list({**BASELINES, **LIGHT_WEIGHT, **ABLATIONS}.items()))
 def test_every_contender_builds_with_the_preset(name, entry):
     config = replace(with_model(PRESETS["cpu-quick"], entry.model, entry.options), num_classes=5)
     model = make_model(config)
@@ -197,7 +199,7 @@ def test_the_recorded_quick_regime_is_the_courses_preset_with_three_seeds():
     from rnlib.results import quick
 
     rows = quick()
-    assert {r.name for r in rows} == set(BASELINES) | set(ABLATIONS)
+    assert {r.name for r in rows} == set(BASELINES) | set(LIGHT_WEIGHT) | set(ABLATIONS)
     for r in rows:
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.miou_per_seed) == 3
         assert r.steps == PRESETS["cpu-quick"].steps and r.lr == PRESETS["cpu-quick"].lr

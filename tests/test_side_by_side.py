@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from rnlib.compare import BASELINES, LIGHT_WEIGHT, compare, run_dir
-from rnlib.config import PRESETS
+from rnlib.config import PRESETS, TrainConfig
 from rnlib.runs import train
 from rnlib.runtime import cpu_threads
 from rnlib.side_by_side import processes_for
@@ -109,7 +110,7 @@ def test_a_signal_stops_every_run_side_by_side_with_its_checkpoint_and_resume_en
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"data_options": {"count": 16, "size": 32,
                                                    "root": str(tmp_path / "data")},
-                                  "crop": 32, "batch_size": 4, "steps": 300}))
+                                  "crop": 32, "batch_size": 4, "steps": 150}))
     flags = ["--config", str(config), "--runs", str(tmp_path / "runs"), "--out",
              str(tmp_path / "out"), "--processes", "2", "--contenders", "light-weight",
              "--name", "lw"]
@@ -128,9 +129,26 @@ def test_a_signal_stops_every_run_side_by_side_with_its_checkpoint_and_resume_en
     assert "2 runs side by side stopped at their current steps" in lines[-1]
     assert "0 of 2 had finished" in lines[-1] and "--resume" in lines[-1]
     steps = [torch.load(f / "last.pt", weights_only=False)["step"] for f in folders]
-    assert all(0 < s < 300 for s in steps)  # both stopped whole, at their own steps
+    assert all(0 < s < 150 for s in steps)  # both stopped whole, at their own steps
     resumed = _cli(*flags, "--resume", cwd=tmp_path)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     rows = json.loads((tmp_path / "out" / "lw.json").read_text())
-    assert [r["steps"] for r in rows] == [300, 300]
+    assert [r["steps"] for r in rows] == [150, 150]
+
+
+def test_records_made_before_the_threads_field_still_stand_for_their_runs():
+    """Checkpoints, kept records and metric caches written before TrainConfig.threads existed
+    lack the key; they are the same runs (the reference's kept records must not retrain)."""
+    from rnlib.checkpoint import run_settings, same_settings
+
+    config = PRESETS["cpu-quick"]
+    old = {k: v for k, v in run_settings(config).items() if k != "threads"}
+    assert same_settings(old, config) and same_settings(run_settings(config), config)
+    assert same_settings(old, replace(config, threads=None))  # how a run runs, not what
+    assert not same_settings({**old, "lr": 0.5}, config) and not same_settings(None, config)
+    kept = next((Path(__file__).parents[1] / "benchmarks" / "reference-runs").rglob("record.json"))
+    settings = json.loads(kept.read_text())["settings"]
+    assert "threads" not in settings
+    config = TrainConfig.from_dict({k: v for k, v in settings.items() if k != "budget_scale"})
+    assert same_settings(settings, config)
