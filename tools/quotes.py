@@ -98,7 +98,8 @@ class Recorded(Source):
     margins over the seeds."""
 
     KIND = "model"
-    FUNCTIONS = ("value", "spread", "margin", "lead", "curve", "overtakes", "highest", "lowest")
+    FUNCTIONS = ("value", "at_seed", "spread", "margin", "lead", "curve", "overtakes", "highest",
+                 "lowest")
 
     def __init__(self, source: str, rows: list[Row]):
         super().__init__(source, {r.name: r for r in rows})
@@ -118,6 +119,13 @@ class Recorded(Source):
         if key in RAW:
             return getattr(row, key)
         return 100 * statistics.fmean(self._seeds(name, key))
+
+    def at_seed(self, name: str, metric: str, seed: int) -> float:
+        """A metric of one seed's run."""
+        row = self.row(name)
+        if seed not in row.seeds:
+            raise QuoteError(f"{self.source}: {name} has no seed {seed} (seeds {row.seeds})")
+        return 100 * self._seeds(name, metric)[row.seeds.index(seed)]
 
     def spread(self, name: str, metric: str) -> float:
         """A metric's standard deviation over the seeds."""
