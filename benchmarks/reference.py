@@ -11,35 +11,25 @@ only the seconds are this machine's.
     .venv/bin/python benchmarks/reference.py     # -> benchmarks/reference.{md,png},
                                                  #    rnlib/results/reference.json
 
-36 runs, 4 per contender, 7.7 hours of one core in all (about 4 h as two one-thread processes
-on 2 cores, more than one working session). Every
-finished run is kept in benchmarks/reference-runs (its settings, curves and test metrics, no
-weights; committed) and reused, so the command continues on a fresh clone where it stopped, and
-renders the tables without training once every run is kept; delete that folder to train every
-run again. An interrupted run continues from its checkpoint in runs/reference. On 2 cores it is
-fastest as two one-thread processes over halves of the contenders, then one process that reuses
-every run and writes the tables:
+36 runs, 4 per contender, 7.7 hours of one core in all (about 4 h on 2 cores, more than one
+working session). Every finished run is kept in benchmarks/reference-runs (its settings, curves
+and test metrics, no weights; committed) and reused, so the command continues on a fresh clone
+where it stopped, and renders the tables without training once every run is kept; delete that
+folder to train every run again. An interrupted run continues from its checkpoint in
+runs/reference. Every preset here computes on one thread per run, so the runs train side by side,
+one process per core (rnlib.side_by_side); ``--only`` trains some contenders and writes nothing:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --only "RefineNet (4-cascade)" \
-        FCN-32s FCN-8s FCN-4s "Dilated OS8" &
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --only "without CRP" \
-        "without RCUs" 2-cascade 1-cascade
-    .venv/bin/python benchmarks/reference.py
+    .venv/bin/python benchmarks/reference.py --only FCN-4s
     .venv/bin/python benchmarks/reference.py --tables   # the tables again, from the JSON
 
 ``--regime quick`` records the course's own regime the same way: the ``cpu-quick`` preset that
 notebooks 07-09 and ``rnlib compare`` train (400 steps, bfloat16 where the processor computes
-it), every contender with seeds 0, 1 and 2 at the one learning rate, so that a student's run
-can be read against the spread of its regime. 27 runs, about 30 minutes on 2 cores as two
-one-thread processes (the record was made so; the thread count changes the order of sums, and
-so the digits), then one that reuses them and writes benchmarks/quick.md and
-rnlib/results/quick.json:
+it), every contender and Light-Weight RefineNet with seeds 0, 1 and 2 at the one learning rate,
+so that a student's run can be read against the spread of its regime (its seed 0 is the
+student's run, to the digit, on a processor like ours). 30 runs, about 35 minutes on 2 cores;
+it writes benchmarks/quick.md and rnlib/results/quick.json:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --regime quick --only \
-        "RefineNet (4-cascade)" FCN-32s FCN-8s FCN-4s "Dilated OS8" &
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --regime quick --only \
-        "without CRP" "without RCUs" 2-cascade 1-cascade
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reference.py --regime quick
+    .venv/bin/python benchmarks/reference.py --regime quick
 
 ``--regime quick_fp32`` is the same regime in float32, seed 0 only (benchmarks/quick_fp32.md
 and .json): whether bfloat16 changes the course's verdicts.

@@ -95,7 +95,7 @@ class Row:
     latency_ms: float
     train_peak_mib: float
     train_s: float  # the training loop's own time per run (mean over seeds)
-    total_s: float  # this entry's wall time in this call: data, training, evaluation, measuring
+    total_s: float  # this entry's seconds in this call (its runs' own, side by side or not)
     reused: bool  # every run was finished already (compare(..., resume=True)) and not retrained
     steps: int
     checkpoints: list[str]

@@ -31,8 +31,10 @@ __all__ = ["processes_for", "run_side_by_side"]
 
 def processes_for(config: TrainConfig, runs: int) -> int:
     """How many processes train ``runs`` runs of ``config`` side by side: one per core (up to
-    ``runs``) when the config computes on one CPU thread; else 1, meaning this process."""
-    if config.threads != 1 or choose_device(config.device).type != "cpu":
+    ``runs``) when the config computes on one CPU thread; else 1, meaning this process (also
+    under ``torchrun``, whose processes already share the machine)."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if config.threads != 1 or distributed or choose_device(config.device).type != "cpu":
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, runs))

@@ -58,6 +58,9 @@ def test_how_many_processes_follows_the_threads_the_cores_and_the_device(monkeyp
     assert processes_for(quick, runs=3) == 3
     assert processes_for(replace(quick, threads=None), runs=9) == 1  # torch's threads: one run
     assert processes_for(replace(quick, threads=2), runs=9) == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert processes_for(quick, runs=9) == 1  # under torchrun: the ranks share the machine
+    monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setattr("rnlib.side_by_side.choose_device", lambda name: torch.device("cuda"))
     assert processes_for(quick, runs=9) == 1  # one GPU: one run at a time
 
