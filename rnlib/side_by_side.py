@@ -2,10 +2,10 @@
 
 The order of a convolution's sums follows the thread count, and so do a run's digits; a run on
 one thread gives the same digits on any number of cores. Two one-thread runs side by side also
-do more work than one two-thread run after the other (1.3x on the course's 2 cores, where
-PyTorch's threads wait on each other over small images: README, Speed). ``rnlib compare`` and
-the notebooks that call :func:`rnlib.compare.compare` train this way when their config asks for
-one thread (the ``cpu-quick`` preset does).
+do more work than one two-thread run after the other (1.3x on the course's 2 cores: README,
+"One thread per run"). ``rnlib compare`` and the notebooks that call
+:func:`rnlib.compare.compare` train this way when their config asks for one thread (every CPU
+preset does).
 
 A signal to this process (Ctrl-C, SIGTERM, a notebook's interrupt) is passed on once to every
 run, which stops at the end of its step and keeps its checkpoint, as a lone run does, and no
