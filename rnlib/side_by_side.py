@@ -10,14 +10,17 @@ preset does).
 A signal to this process (Ctrl-C, SIGTERM, a notebook's interrupt) is passed on once to every
 run, which stops at the end of its step and keeps its checkpoint, as a lone run does, and no
 run begins after it; the runs sit outside the terminal's process group, so that Ctrl-C reaches
-them only through this one.
+them only through this one. On Linux a run dies with this process when it is killed (a grader
+that kills a kernel past its time limit leaves no run training behind).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -51,13 +54,18 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # outside training; training takes it over
 
 
-def _start_worker(stop) -> None:
-    """A worker leaves the terminal's process group (Ctrl-C reaches it once, forwarded), turns
-    SIGTERM into KeyboardInterrupt as SIGINT is, and computes on one thread."""
+def _start_worker(stop, parent: int) -> None:
+    """A worker leaves the terminal's process group (Ctrl-C reaches it once, forwarded), dies
+    with its parent, turns SIGTERM into KeyboardInterrupt as SIGINT is, and computes on one
+    thread."""
     global _stop
     _stop = stop
     if hasattr(os, "setpgrp"):
         os.setpgrp()
+    if sys.platform == "linux":  # PR_SET_PDEATHSIG: killed with the parent, not orphaned
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before: the kill above will never come
+            os._exit(1)
     for number in StopSignals.SIGNALS:
         signal.signal(number, _interrupt)
     torch.set_num_threads(1)
@@ -78,7 +86,7 @@ def run_side_by_side(work: Callable, jobs: Sequence[tuple], processes: int,
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads
     stop = context.Event()
     with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
-                             initargs=(stop,)) as pool, StopSignals() as signals:
+                             initargs=(stop, os.getpid())) as pool, StopSignals() as signals:
         pending: dict[Future, int] = {pool.submit(_job, work, job): i
                                       for i, job in enumerate(jobs)}
         while pending:

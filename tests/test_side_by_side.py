@@ -155,3 +155,50 @@ def test_records_made_before_the_threads_field_still_stand_for_their_runs():
     assert "threads" not in settings
     config = TrainConfig.from_dict({k: v for k, v in settings.items() if k != "budget_scale"})
     assert same_settings(settings, config)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_runs_die_with_a_killed_parent(tmp_path):
+    """A grader kills a kernel past its limit; its runs side by side must not train on."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import time\n"
+        "from rnlib.side_by_side import run_side_by_side\n"
+        "if __name__ == '__main__':\n"
+        "    run_side_by_side(time.sleep, [(600,), (600,)], 2)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while len(_children(parent.pid)) < 2:
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    workers = _children(parent.pid)
+    time.sleep(5)  # both are in their jobs by now; one that starts after its parent died exits
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a run outlived its killed parent"
+        time.sleep(0.2)
+
+
+def _children(pid):
+    """The spawned workers of process ``pid`` (its resource tracker left out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+                cmd = open(f"/proc/{entry}/cmdline").read()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and "spawn_main" in cmd:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
