@@ -16,38 +16,27 @@ same number of steps. A fair protocol, for a verdict:
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from torch import nn
-
 from . import bench
 from .budget import describe_budget
-from .checkpoint import CHECKPOINT, load_checkpoint, resumable, run_settings, same_settings
+from .checkpoint import CHECKPOINT
 from .config import TrainConfig, with_model
-from .data import SegmentationDataset, eval_transform
+from .contender_runs import RECORD, ContenderRuns, Entry, KeptRun, run_dir
 from .history import History
 from .recorded_paths import recorded_path
-from .runs import class_names, make_model, make_source, resolve_classes, train
-from .side_by_side import processes_for, run_side_by_side
+from .runs import class_names, make_source, resolve_classes
+from .side_by_side import processes_for
 from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "LIGHT_WEIGHT", "ABLATIONS", "Row", "KeptRun", "compare",
            "run_dir", "format_rows", "format_times", "format_margins", "format_versus", "verdict",
            "per_seed", "seed_margins", "rows_as_dicts", "plateau", "swing"]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One contender: a registry model and the options that make it what it is."""
-
-    model: str
-    options: tuple[tuple[str, object], ...] = ()
 
 
 # The order is also the order in which runs start side by side: on 2 cores, RefineNet and the
@@ -107,16 +96,6 @@ class Row:
     swing: float | None = None  # largest jump of an evaluation from the last, last 20% of steps
 
 
-RECORD = "record.json"  # a finished run's settings, step and history, beside its checkpoint
-
-
-def run_dir(out_dir: str | Path, entry: Entry, lr: float, seed: int) -> Path:
-    """Where a run lives: ``out_dir/refinenet/lr0.001-seed0``,
-    ``out_dir/refinenet-crp_blocks0/lr0.001-seed0``..."""
-    name = "-".join([entry.model] + [f"{k}{v}" for k, v in entry.options])
-    return Path(out_dir) / name / f"lr{lr:g}-seed{seed}"
-
-
 def _tail(histories: Sequence[History]) -> list[float]:
     """The validation mIoU averaged over ``histories`` (a model's seeds), at the evaluations in
     the last 20% of the steps."""
@@ -145,97 +124,6 @@ def swing(histories: Sequence[History]) -> float | None:
     return max(abs(m - tail[-1]) for m in tail) if len(tail) >= 2 else None
 
 
-@dataclass
-class KeptRun:
-    """A finished run known from its record alone (``record.json``: settings, step, history;
-    ``eval-SPLIT.json``: metrics), without its weights: all that a Row needs of a run. Records
-    are small enough to commit, so a long comparison (the course's reference) re-renders, and
-    continues where it stopped, on a fresh clone."""
-
-    history: History
-    step: int
-    model: nn.Module  # the architecture, for its cost (untrained weights)
-    out_dir: Path
-
-    @classmethod
-    def load(cls, folder: Path, config: TrainConfig) -> KeptRun | None:
-        """The run kept in ``folder``, or None when there is none of ``config``'s settings."""
-        path = folder / RECORD
-        if not path.exists():
-            return None
-        try:
-            record = json.loads(path.read_text())
-            if not same_settings(record["settings"], config):
-                return None
-            history, step = History.from_dict(record["history"]), record["step"]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path} is not a kept run's record ({type(err).__name__}: {err}); "
-                             f"delete it to train the run again") from err
-        return cls(history, step, make_model(config), folder)
-
-    @staticmethod
-    def save(trainer: Trainer, config: TrainConfig, folder: Path) -> None:
-        """Keep a finished run's record in ``folder``."""
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / RECORD).write_text(json.dumps({"settings": run_settings(config),
-                                                 "step": trainer.step,
-                                                 "history": trainer.history.to_dict()}))
-
-
-def _run(config: TrainConfig, folder: Path, resume: bool, progress: bool,
-         kept: Path | None = None):
-    """Train (or reuse) one run; returns the trainer (or the KeptRun that stands in for it) and
-    whether it was reused. With ``kept``, a finished run is also kept there, and with ``resume``
-    a run kept there is reused when ``folder`` holds no checkpoint of its settings."""
-    resuming = resume and resumable(folder, config)
-    if resuming:
-        state = load_checkpoint(folder / CHECKPOINT)
-        reused = state["step"] >= state["total_steps"]
-    elif resume and kept is not None and (record := KeptRun.load(kept, config)) is not None:
-        return record, True
-    else:
-        reused = False
-    trainer = train(config, folder, resume=resuming, overwrite=not resuming, progress=progress)
-    if kept is not None and trainer.runtime.is_main:
-        KeptRun.save(trainer, config, kept)
-    return trainer, reused
-
-
-def _evaluate(run, config: TrainConfig, folders: list[Path], split: str) -> dict:
-    """The run's metrics on ``split``, cached beside its checkpoint (and its kept record) with
-    the run's settings."""
-    caches = [folder / f"eval-{split}.json" for folder in folders]
-    for cache in filter(Path.exists, caches):
-        saved = json.loads(cache.read_text())
-        if same_settings(saved["settings"], config) and saved["step"] == run.step:
-            result = saved["result"]
-            break
-    else:
-        if isinstance(run, KeptRun):  # no weights to evaluate
-            raise FileNotFoundError(f"{run.out_dir} keeps this run's curves but not its metrics "
-                                    f"on this split; delete {run.out_dir / RECORD} to train it "
-                                    f"again")
-        data = SegmentationDataset(make_source(config, split), config.num_classes,
-                                   eval_transform())
-        result = asdict(run.evaluate(data))
-    for cache in caches if isinstance(run, KeptRun) or run.runtime.is_main else []:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"settings": run_settings(config), "step": run.step,
-                                     "result": result}))
-    return result
-
-
-def _train_run(config: TrainConfig, folders: list[Path], resume: bool, split: str | None
-               ) -> tuple[float, bool]:
-    """One run trained (or reused) in a process of its own, and measured on ``split`` (None:
-    not); its seconds and whether it was reused. Its results stay in its folders."""
-    started = time.perf_counter()
-    run, reused = _run(config, folders[0], resume, False, folders[1] if folders[1:] else None)
-    if split is not None:
-        _evaluate(run, config, folders, split)
-    return time.perf_counter() - started, reused
-
-
 def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *,
             seeds: list[int] | None = None, lr_grid: list[float] = (), split: str | None = None,
             progress: bool = True, resume: bool = False, kept: str | Path | None = None,
@@ -258,60 +146,27 @@ def compare(base: TrainConfig, entries: dict[str, Entry], out_dir: str | Path, *
     base = resolve_classes(base, make_source(base, "train"))
     classes = list(class_names(make_source(base, "train"), base.num_classes))
     configs = {name: with_model(base, e.model, e.options) for name, e in entries.items()}
-    n = processes if processes is not None else processes_for(
-        base, len(entries) * max(len(lr_grid), len(seeds)))
-    spent = dict.fromkeys(entries, 0.0)  # each entry's seconds in this call, its processes' too
-    trained = dict.fromkeys(entries, False)  # whether any of its runs trained in this call
-
-    def folders(name: str, lr: float, seed: int) -> list[Path]:
-        return [run_dir(where, entries[name], lr, seed) for where in (out_dir, kept) if where]
-
-    def ahead(runs: list[tuple[str, float, int]], resume_runs: bool, measure: str | None
-              ) -> None:
-        """Train ``runs`` side by side, before they are read below (with n > 1 only)."""
-        if n <= 1 or not runs:
-            return
-        jobs = [(replace(configs[name], lr=lr, seed=seed), folders(name, lr, seed),
-                 resume_runs, measure) for name, lr, seed in runs]
-
-        def done(i: int, result: tuple[float, bool]) -> None:
-            name, lr, seed = runs[i]
-            spent[name] += result[0]
-            trained[name] |= not result[1]
-            if progress:
-                print(f"  {name} (lr {lr:g}, seed {seed}): {result[0]:.0f} s", flush=True)
-
-        run_side_by_side(_train_run, jobs, n, done)
-
-    def read(name: str, lr: float, seed: int, resume_run: bool, measure: str | None):
-        """The run (trained here when it was not ahead), and its metrics on ``measure``."""
-        started, config, where = time.perf_counter(), replace(configs[name], lr=lr, seed=seed), \
-            folders(name, lr, seed)
-        run, reused = _run(config, where[0], resume_run or n > 1, progress,
-                           where[1] if kept else None)
-        result = _evaluate(run, config, where, measure) if measure else None
-        spent[name] += time.perf_counter() - started
-        trained[name] |= not reused and n <= 1
-        return run, result
-
+    runs = ContenderRuns(entries, configs, out_dir, kept, processes or processes_for(
+        base, len(entries) * max(len(lr_grid), len(seeds))), progress)
     # the same learning-rate grid for every model, judged on validation by the first seed
-    ahead([(name, lr, seeds[0]) for name in entries for lr in lr_grid], resume, None)
+    runs.ahead([(name, lr, seeds[0]) for name in entries for lr in lr_grid], resume, None)
     chosen = {}
     for name, config in configs.items():
-        search = {f"{lr:g}": read(name, lr, seeds[0], resume, None)[0].history.val_miou[-1]
+        search = {f"{lr:g}": runs.read(name, lr, seeds[0], resume, None)[0].history.val_miou[-1]
                   for lr in lr_grid}
         chosen[name] = (max(lr_grid, key=lambda v: search[f"{v:g}"]) if lr_grid else config.lr,
                         search)
-    ahead([(name, chosen[name][0], seed) for name in entries for seed in seeds],
-          resume or bool(lr_grid), split)
+    resume = resume or bool(lr_grid)  # the first seed's run at the chosen rate is the grid's
+    runs.ahead([(name, chosen[name][0], seed) for name in entries for seed in seeds], resume,
+               split)
     rows = []
     for name, entry in entries.items():
-        lr, search = chosen[name]
-        runs = [read(name, lr, seed, resume or bool(lr_grid), split) for seed in seeds]
+        (lr, search), done = chosen[name], [runs.read(name, chosen[name][0], seed, resume, split)
+                                            for seed in seeds]
         rows.append(_row(name, entry, replace(configs[name], lr=lr), split=split, seeds=seeds,
-                         results=[result for _, result in runs], runs=[run for run, _ in runs],
-                         lr_search=search, classes=classes, reused=not trained[name],
-                         seconds=spent[name]))
+                         results=[result for _, result in done], runs=[run for run, _ in done],
+                         lr_search=search, classes=classes, reused=not runs.trained[name],
+                         seconds=runs.spent[name]))
         if progress:
             print(f"{name}: {split} mIoU {100 * rows[-1].miou:.1f} ± "
                   f"{100 * rows[-1].miou_std:.1f} (lr {lr:g}), {rows[-1].total_s:.0f} s"

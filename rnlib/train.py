@@ -196,10 +196,8 @@ class Trainer:
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.optimizer, self.scheduler, self.scaler, self.budget = _optimization(
             self.model, config, self.steps_per_epoch, schedule, self.device, self.amp_dtype)
-        self.step, self.train_seconds = 0, 0.0
-        self.history = History()
-        self._saved_at = time.monotonic()
-        self.folder = RunFolder(self.out_dir)
+        self.step, self.train_seconds, self.history = 0, 0.0, History()
+        self._saved_at, self.folder = time.monotonic(), RunFolder(self.out_dir)
         self._signals: StopSignals | None = None  # while fit runs
         self._updating = False  # inside the optimizer's update: the weights are not whole
         self.data_fingerprint = _fingerprint(train_set)
@@ -217,10 +215,9 @@ class Trainer:
         """Train to the planned number of steps in the locked ``out_dir``; returns the history.
         ``resume`` continues its checkpoint; else one there is kept as ``last.pt.bak`` with
         ``overwrite`` (the library's default: notebook cells run again) and refused without
-        (the command line's default). The rules: :mod:`rnlib.rundir`. Computes with
-        ``config.threads`` CPU threads."""
-        with cpu_threads(self.config.threads), \
-                RunLock(self.out_dir) if self.runtime.is_main else contextlib.nullcontext():
+        (the command line's default). The rules: :mod:`rnlib.rundir`."""
+        lock = RunLock(self.out_dir) if self.runtime.is_main else contextlib.nullcontext()
+        with cpu_threads(self.config.threads), lock:
             self._begin(resume, overwrite)
             return self._loop()
 
@@ -330,17 +327,17 @@ class Trainer:
         loader = _share(data, self.runtime, self.batch, self.config.num_workers)
         signals = self._signals  # one process: a signal stops the evaluation at the next batch
         stop = None if signals is None or self.runtime.distributed else signals.asked
-        with cpu_threads(self.config.threads):
+        with cpu_threads(self.config.threads):  # as it trained
             return evaluate(self.model, loader, self.config.num_classes, device=self.device,
-                            channels_last=self.config.channels_last,
-                            reduce=self.runtime.all_reduce, stop=stop, amp_dtype=self.amp_dtype)
+                            channels_last=self.config.channels_last, stop=stop,
+                            reduce=self.runtime.all_reduce, amp_dtype=self.amp_dtype)
 
     def seconds_per_step(self, steps: int = 3) -> float:
         """Time ``steps`` training steps after a warm-up step (which also pays for compiling),
         then put the weights, optimizer, schedule and scaler back as they were."""
-        return _seconds_per_step(self._train_step, next(iter(DataLoader(self.train_set,
-                                                                        self.batch))),
-                                 (self.model, self.optimizer, self.scheduler, self.scaler), steps)
+        batch = next(iter(DataLoader(self.train_set, self.batch)))
+        state = (self.model, self.optimizer, self.scheduler, self.scaler)
+        return _seconds_per_step(self._train_step, batch, state, steps)
 
     def save(self) -> None:
         """Write ``out_dir/last.pt`` and ``history.json`` atomically (rank 0 only). Weights
