@@ -47,6 +47,7 @@ from rnlib import viz
 from rnlib.compare import (
     ABLATIONS,
     BASELINES,
+    GROUPS,
     LIGHT_WEIGHT,
     compare,
     format_margins,
@@ -89,14 +90,13 @@ REGIMES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--regime", choices=list(REGIMES), default="reference")
-    parser.add_argument("--only", nargs="+", choices=list({**BASELINES, **LIGHT_WEIGHT,
-                                                           **ABLATIONS}), metavar="NAME",
+    parser.add_argument("--only", nargs="+", choices=list(GROUPS["all"]), metavar="NAME",
                         help="train only these contenders and write nothing")
     parser.add_argument("--tables", action="store_true",
                         help="only write the tables and the plot again from the recorded JSON")
     args = parser.parse_args()
     regime = REGIMES[args.regime]
-    contenders = {**BASELINES, **(LIGHT_WEIGHT if regime.light_weight else {}), **ABLATIONS}
+    contenders = GROUPS["all"] if regime.light_weight else {**BASELINES, **ABLATIONS}
     config = replace(PRESETS[regime.preset], amp=regime.amp or PRESETS[regime.preset].amp)
     if args.tables:
         rows = load_rows(regime.record)

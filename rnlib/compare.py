@@ -34,7 +34,7 @@ from .side_by_side import processes_for
 from .tables import markdown_table
 from .train import Trainer
 
-__all__ = ["Entry", "BASELINES", "LIGHT_WEIGHT", "ABLATIONS", "Row", "KeptRun", "compare",
+__all__ = ["Entry", "BASELINES", "LIGHT_WEIGHT", "ABLATIONS", "GROUPS", "Row", "KeptRun", "compare",
            "run_dir", "format_rows", "format_times", "format_margins", "format_versus", "verdict",
            "per_seed", "seed_margins", "rows_as_dicts", "plateau", "swing"]
 
@@ -60,6 +60,9 @@ ABLATIONS = {
     "2-cascade": Entry("refinenet-2cascade"),
     "1-cascade": Entry("refinenet-1cascade"),
 }
+# the groups that rnlib compare --contenders and benchmarks/reference.py name
+GROUPS = {"baselines": BASELINES, "light-weight": LIGHT_WEIGHT, "ablations": ABLATIONS,
+          "all": {**BASELINES, **LIGHT_WEIGHT, **ABLATIONS}}
 
 
 @dataclass

@@ -105,7 +105,7 @@ def test_expressions_compute_from_the_rows(sources):
         100 * (rows[R].miou - rows["FCN-8s"].miou) + 200 * rows[R].iou_std[4])
     assert quotes.evaluate(f'value("{R}", "gflops") / value("FCN-8s", "gflops")', ref) == (
         pytest.approx(rows[R].gflops / rows["FCN-8s"].gflops))
-    assert quotes.evaluate('at_seed("FCN-8s", "line", 2)', ref) == pytest.approx(
+    assert quotes.evaluate('seed("FCN-8s", "line", 2)', ref) == pytest.approx(
         100 * rows["FCN-8s"].iou_per_seed[2][3])
 
 
@@ -137,7 +137,7 @@ def test_a_number_keeps_the_decimals_and_sign_of_the_text(like, value, text):
     ('1.0<!-- quote: lead("FCN-8s" -->', "is not an expression"),
     ('1.0<!-- quote elsewhere: lead("FCN-8s") -->', "no recorded file 'elsewhere'"),
     (f'1<!-- quote: curve("{R}", 33) -->', "has no evaluation at step 33"),
-    (f'1<!-- quote: at_seed("{R}", "mIoU", 7) -->', "has no seed 7"),
+    (f'1<!-- quote: seed("{R}", "mIoU", 7) -->', "has no seed 7"),
 ])
 def test_a_bad_quote_is_one_sentence_naming_its_line(sources, text, message):
     with pytest.raises(quotes.QuoteError, match=f"^doc, line 2: .*{message}"):

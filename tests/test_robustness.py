@@ -152,6 +152,7 @@ def test_export_and_convert_refuse_to_write_over_their_input(tmp_path):
     ("seed=100000000000000000000000", r"seed must be an integer in \[0, 2\*\*63\)"),
     ("momentum=1.5", r"momentum must be in \[0, 1\)"),
     ("save_every_minutes=nan", "save_every_minutes must be a finite number"),
+    ("threads=0", r"threads must be >= 1 \(or unset\)"),
 ])
 def test_settings_out_of_range_are_one_line_before_any_work(tmp_path, setting, message):
     _one_line_exit(["train", "--set", setting, "--data-dir", str(tmp_path / "data"), "--out",

@@ -98,7 +98,7 @@ class Recorded(Source):
     margins over the seeds."""
 
     KIND = "model"
-    FUNCTIONS = ("value", "at_seed", "spread", "margin", "lead", "curve", "overtakes", "highest",
+    FUNCTIONS = ("value", "seed", "spread", "margin", "lead", "curve", "overtakes", "highest",
                  "lowest")
 
     def __init__(self, source: str, rows: list[Row]):
@@ -120,8 +120,8 @@ class Recorded(Source):
             return getattr(row, key)
         return 100 * statistics.fmean(self._seeds(name, key))
 
-    def at_seed(self, name: str, metric: str, seed: int) -> float:
-        """A metric of one seed's run."""
+    def seed(self, name: str, metric: str, seed: int) -> float:
+        """A metric of one seed's run (as :meth:`SeedRecords.seed` for per-seed records)."""
         row = self.row(name)
         if seed not in row.seeds:
             raise QuoteError(f"{self.source}: {name} has no seed {seed} (seeds {row.seeds})")

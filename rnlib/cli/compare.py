@@ -8,23 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..compare import GROUPS
 from ..folders import check_writable
 from .options import add_run_options, run_config, write_text
-
-GROUPS = ("baselines", "ablations", "light-weight", "all")  # rnlib.compare's groups of entries
 
 
 def _compare(args: argparse.Namespace) -> None:
     import json
 
     from .. import viz
-    from ..compare import ABLATIONS, BASELINES, LIGHT_WEIGHT, compare, format_rows, rows_as_dicts
+    from ..compare import compare, format_rows, rows_as_dicts
     from ..tables import made_by
 
-    groups = {"baselines": BASELINES, "ablations": ABLATIONS, "light-weight": LIGHT_WEIGHT,
-              "all": {**BASELINES, **LIGHT_WEIGHT, **ABLATIONS}}
     config = run_config(args)
-    entries = {name: entry for group in args.contenders for name, entry in groups[group].items()}
+    entries = {name: entry for group in args.contenders for name, entry in GROUPS[group].items()}
     name = args.name or {("baselines",): "comparison", ("ablations",): "ablation"}.get(
         tuple(args.contenders), "comparison-" + "-".join(args.contenders))
     out = Path(args.out)
