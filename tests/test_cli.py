@@ -17,7 +17,7 @@ from PIL import Image
 from rnlib.checkpoint import load_checkpoint
 from rnlib.cli import main
 from rnlib.cli.options import parse_value
-from rnlib.compare import BASELINES
+from rnlib.compare import HEADLINE
 from rnlib.data.sources import VOC_CLASSES
 
 TINY = ["--steps", "2", "--batch-size", "2", "--set", "crop=32"]
@@ -221,7 +221,7 @@ def test_fake_voc_compares_with_voc_class_names(fake_voc, tmp_path):
           "--keep", str(tmp_path / "kept")])
     report = (tmp_path / "bench" / "comparison.md").read_text()
     kept = {p.parent.parent.name for p in (tmp_path / "kept").rglob("record.json")}
-    assert kept == {e.model for e in BASELINES.values()}  # --keep: every contender's run kept
+    assert kept == {e.model for e in HEADLINE.values()}  # --keep: every contender's run kept
     assert "| model | " + " | ".join(VOC_CLASSES) + " |" in report
     assert "metrics on the test split" in report  # VOC's test split is its val list
     rows = json.loads((tmp_path / "bench" / "comparison.json").read_text())

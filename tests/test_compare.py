@@ -9,6 +9,8 @@ import pytest
 from rnlib.compare import (
     ABLATIONS,
     BASELINES,
+    GROUPS,
+    HEADLINE,
     LIGHT_WEIGHT,
     KeptRun,
     compare,
@@ -31,6 +33,21 @@ def test_fcn4s_the_equal_output_stride_control_closes_the_baselines():
                                "FCN-4s"]
     assert BASELINES["FCN-4s"].model == "fcn4s" and BASELINES["FCN-4s"].options == ()
     assert list(LIGHT_WEIGHT) == ["RefineNet (4-cascade)", "Light-Weight RefineNet"]
+
+
+def test_the_headline_is_the_default_and_the_baselines_without_fcn32s():
+    """rnlib compare's default and notebook 08's baselines: the comparison the course decides
+    (README, "Results"); FCN-32s stays one group away (--contenders baselines)."""
+    import argparse
+
+    from rnlib.cli.compare import add_compare_command
+
+    assert list(HEADLINE) == ["RefineNet (4-cascade)", "FCN-8s", "Dilated OS8", "FCN-4s"]
+    assert all(HEADLINE[name] == BASELINES[name] for name in HEADLINE)
+    assert GROUPS["headline"] is HEADLINE and "FCN-32s" in GROUPS["baselines"]
+    parser = argparse.ArgumentParser()
+    add_compare_command(parser.add_subparsers())
+    assert parser.parse_args(["compare"]).contenders == ["headline"]
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +183,7 @@ def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     from pathlib import Path
 
     rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "comparison.json").read_text())
-    assert [r["name"] for r in rows] == list(BASELINES)
+    assert [r["name"] for r in rows] == list(HEADLINE)
     assert {r["steps"] for r in rows} == {PRESETS["cpu-quick"].steps}
     assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
 

@@ -22,7 +22,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     config = run_config(args)
     entries = {name: entry for group in args.contenders for name, entry in GROUPS[group].items()}
-    name = args.name or {("baselines",): "comparison", ("ablations",): "ablation"}.get(
+    name = args.name or {("headline",): "comparison", ("ablations",): "ablation"}.get(
         tuple(args.contenders), "comparison-" + "-".join(args.contenders))
     out = Path(args.out)
     for folder, option in ((out, "--out"), (args.keep, "--keep")):
@@ -46,11 +46,12 @@ def _compare(args: argparse.Namespace) -> None:
 def add_compare_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``rnlib compare``."""
     p = subparsers.add_parser(
-        "compare", help="RefineNet vs FCN-32s, FCN-8s, FCN-4s, dilated OS8 (or ablations)")
+        "compare", help="RefineNet vs FCN-8s, FCN-4s, dilated OS8 (FCN-32s, ablations...)")
     add_run_options(p, model=False)
-    p.add_argument("--contenders", choices=list(GROUPS), nargs="+", default=["baselines"],
-                   help="one or more of: RefineNet against its baselines, RefineNet taken apart "
-                        "(no CRP, no RCUs, 1-2 cascades), RefineNet against Light-Weight "
+    p.add_argument("--contenders", choices=list(GROUPS), nargs="+", default=["headline"],
+                   help="one or more of: RefineNet against FCN-8s, FCN-4s and dilated OS8 (the "
+                        "default: the course's verdict), the same and FCN-32s, RefineNet taken "
+                        "apart (no CRP, no RCUs, 1-2 cascades), RefineNet against Light-Weight "
                         "RefineNet, or all; e.g. --contenders baselines light-weight")
     p.add_argument("--seeds", type=int, nargs="+", help="train each model with each seed; "
                                                         "report mean and spread")
