@@ -2,7 +2,8 @@
 against (Lin et al., §1). The ResNet's last strides become dilations, so the features stay at
 1/8 or 1/16 of the input, at the price of memory and compute on large maps. The head is
 either a simple one (torchvision's FCNHead: 3x3 conv, BN, ReLU, dropout, 1x1) or ASPP
-(torchvision's DeepLabHead, rates 12/24/36 at output stride 8 and 6/12/18 at 16).
+(torchvision's DeepLabHead, rates 12/24/36 at output stride 8 and 6/12/18 at 16), whose
+dilated convolutions stay fast in bfloat16 on the CPU (:mod:`rnlib.models.atrous`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 from torchvision.models.segmentation.fcn import FCNHead
 
 from ..backbones import ResNetBackbone
+from .atrous import atrous_convs
 from .base import SegmentationModel
 from .registry import register
 
@@ -43,7 +45,7 @@ def dilated(*, num_classes: int, backbone: str = "resnet50", pretrained_backbone
     width = encoder.channels[-1]
     if aspp:
         rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
-        head: nn.Module = DeepLabHead(width, num_classes, atrous_rates=rates)
+        head: nn.Module = atrous_convs(DeepLabHead(width, num_classes, atrous_rates=rates))
     else:
         head = FCNHead(width, num_classes)
     return SegmentationModel(encoder, LastStageHead(head), num_classes=num_classes,
