@@ -16,12 +16,13 @@ the number of pixels).
   every buffer of 128 KiB or more pages of its own. Unlike the profiler's count of PyTorch's
   own allocations, this includes oneDNN's scratch buffers and weight copies.
 
-    .venv/bin/python benchmarks/scaling.py    # -> benchmarks/scaling.md and scaling.png
+    .venv/bin/python benchmarks/scaling.py    # -> benchmarks/scaling.md, .json and .png
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -138,6 +139,16 @@ def tables(results: dict[str, dict[str, list[float]]], sides: list[int]) -> str:
     return "\n".join(text)
 
 
+def record(results: dict[str, dict[str, list[float]]], sides: list[int], made_by: str) -> dict:
+    """The measurements as scaling.json holds them: per model, latency (ms) and peak memory
+    (MiB) side by side with ``sides``, and each one's fitted exponent."""
+    return {"made_by": made_by, "sides": sides, "models": {
+        name: {"latency_ms": r["latency"], "memory_mib": r["memory"],
+               "latency_exponent": exponent(sides, r["latency"]),
+               "memory_exponent": exponent(sides, r["memory"])}
+        for name, r in results.items()}}
+
+
 def plot(results: dict[str, dict[str, list[float]]], sides: list[int], path: Path) -> None:
     import matplotlib
 
@@ -173,7 +184,7 @@ def main() -> None:
     parser.add_argument("--backbone", help="every model on this backbone (default: the "
                                            "names' own; tests use resnet18)")
     parser.add_argument("--out", default=str(HERE / "scaling.md"),
-                        help="the table; the plot goes next to it as .png")
+                        help="the table; the numbers (.json) and the plot (.png) go next to it")
     parser.add_argument("--memory-of", nargs=2, metavar=("MODEL", "SIDE"),
                         help=argparse.SUPPRESS)  # the worker of one memory measurement
     args = parser.parse_args()
@@ -186,11 +197,14 @@ def main() -> None:
     results = measure(args.models, args.sides, args.repeats, args.backbone)
     out = Path(args.out)
     plot(results, args.sides, out.with_suffix(".png"))
-    text = (f"# Cost against the input's side\n\nMade by `python benchmarks/scaling.py "
-            f"{' '.join(sys.argv[1:])}` on {platform.machine()}, "
-            f"{torch.get_num_threads()} threads, torch {torch.__version__}, in "
-            f"{time.perf_counter() - started:.0f} s; load average (1 min, shared machine) "
-            f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.\n"
+    made_by = (f"Made by `python benchmarks/scaling.py {' '.join(sys.argv[1:])}` on "
+               f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
+               f"{torch.__version__}, in {time.perf_counter() - started:.0f} s; load average "
+               f"(1 min, shared machine) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+               f"the end.")
+    out.with_suffix(".json").write_text(json.dumps(record(results, args.sides, made_by),
+                                                   indent=1))
+    text = (f"# Cost against the input's side\n\n{made_by}\n"
             f"Random weights, 21 classes; inference, batch 1, eval mode, fp32, channels_last. "
             f"Latency: median of {args.repeats} passes (of {max(1, args.repeats // 2)} from "
             f"{FEWER_AT} up), all models and sides interleaved round by round. Peak memory: the "

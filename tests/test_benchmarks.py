@@ -5,6 +5,7 @@ apart from CUDA's own calls, so a script that breaks is found without a GPU.
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -119,6 +120,14 @@ def test_scaling_script_writes_its_tables_and_plot(tmp_path):
               if line.startswith("| FCN-8s-101 |")][0].split("|")
     assert float(memory[2]) > 0 and float(memory[3]) > float(memory[2])  # grows with the side
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
+    numbers = json.loads((tmp_path / "scaling.json").read_text())  # what the table shows
+    assert numbers["sides"] == [96, 160] and set(numbers["models"]) == {"FCN-8s-101",
+                                                                        "LW-RefineNet-50"}
+    fcn = numbers["models"]["FCN-8s-101"]
+    assert [f"{v:.0f}" for v in fcn["memory_mib"]] == [m.strip() for m in memory[2:4]]
+    assert fcn["memory_exponent"] == pytest.approx(_script("scaling").exponent(
+        [96, 160], fcn["memory_mib"]))
+    assert numbers["made_by"] in text
 
 
 def test_onednn_profile_sums_the_measured_pass_by_primitive(tmp_path):
