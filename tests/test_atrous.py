@@ -87,3 +87,14 @@ def test_only_dilated_same_convolutions_are_swapped():
                           nn.Conv2d(2, 2, 3, padding=0, dilation=2))
     kinds = [type(m) for m in atrous_convs(model)]
     assert kinds == [nn.Conv2d, AtrousConv2d, nn.Conv2d, nn.Conv2d]
+
+
+def test_a_bf16_deeplab_exports_for_every_side(tmp_path):
+    """torch.export keeps the plain convolution (the taps that reach a map depend on its size,
+    which an exported program leaves open): rnlib export --amp works for DeepLab too."""
+    from rnlib.export import export_model
+    from rnlib.runtime import BF16Inference
+
+    model = rnlib.build_model("deeplab-os8", num_classes=3, backbone="resnet18").eval()
+    exported = export_model(BF16Inference(model), tmp_path / "deeplab.pt2", fmt="pt2")
+    assert exported.min_side == 33

@@ -19,8 +19,10 @@ __all__ = ["AtrousConv2d", "atrous_convs"]
 
 
 def _bf16_on_cpu(x: torch.Tensor) -> bool:
-    """Whether a convolution of ``x`` computes in bfloat16 on the CPU (as given, or autocast)."""
-    if x.device.type != "cpu":
+    """Whether a convolution of ``x`` computes in bfloat16 on the CPU (as given, or autocast),
+    in eager mode: torch.export and torch.compile keep the plain convolution, whose graph does
+    not depend on the map's size (the taps that reach it do)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return False
     if torch.is_autocast_enabled("cpu"):
         return torch.get_autocast_dtype("cpu") == torch.bfloat16
