@@ -35,8 +35,9 @@ from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "HEADLINE", "LIGHT_WEIGHT", "ABLATIONS", "GROUPS", "Row",
-           "KeptRun", "compare", "run_dir", "format_rows", "format_times", "format_margins", "format_versus", "verdict",
-           "per_seed", "seed_margins", "rows_as_dicts", "plateau", "swing"]
+           "KeptRun", "compare", "run_dir", "format_rows", "format_times", "format_margins",
+           "format_versus", "verdict", "per_seed", "seed_margins", "rows_as_dicts", "plateau",
+           "swing"]
 
 
 # The order is also the order in which runs start side by side: a free process takes the next.

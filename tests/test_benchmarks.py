@@ -255,3 +255,14 @@ def test_coarse_paths_reuses_a_measurement_while_its_checkpoint_is_unchanged(tmp
     (tmp_path / "last.pt").write_bytes(b"another checkpoint")
     os.utime(tmp_path / "last.pt", ns=(1, 1))  # a new run: measured again
     assert probe.measured(None, tmp_path, []) == {"as trained": 42.0}
+
+
+def test_atrous_speed_times_three_forms_of_one_convolution():
+    """benchmarks/atrous_speed.py compares like with like: the three variants of a rate hold
+    the same weights and give the same map (bf16 to its rounding)."""
+    variants = _script("atrous_speed")._variants(12)
+    x = torch.randn(1, 2048, 16, 16)
+    with torch.inference_mode():
+        fp32, native, atrous = [module(x.to(dtype)).float() for module, dtype in variants.values()]
+    scale = fp32.abs().max()
+    assert (native - fp32).abs().max() < 0.03 * scale and (atrous - fp32).abs().max() < 0.03 * scale

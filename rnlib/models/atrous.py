@@ -2,11 +2,12 @@
 (Chen et al., 2017; the dilated baseline of Lin et al., §1).
 
 oneDNN's bfloat16 kernels slow down as the rate grows: a 3x3 convolution 2048 -> 256 on a 64x64
-map took 6.5x its undilated time at rate 12 and 15x at rate 36 (2 threads, AVX512-BF16), while
-float32 got faster. :class:`AtrousConv2d` computes the same sum another way there: one 1x1
-convolution gives every tap's contribution at once (the taps' weights stacked), and each tap's
-share is added to the output shifted by its offset. A tap whose offset lies outside the map
-reads only padding and is left out, so at rate 36 on a 32x32 map only the centre tap remains.
+map took 5.4x its undilated time at rate 12 and 13x at rate 36 (2 threads, AMX;
+benchmarks/atrous_speed.py), while float32 got faster. :class:`AtrousConv2d` computes the same
+sum another way there: one 1x1 convolution gives every tap's contribution at once (the taps'
+weights stacked), and each tap's share is added to the output shifted by its offset. A tap whose
+offset lies outside the map reads only padding and is left out, so at rate 36 on a 32x32 map
+only the centre tap remains.
 """
 
 from __future__ import annotations
