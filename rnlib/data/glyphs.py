@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .drawing import colour, smooth_noise
+from .drawing import colour, segment, smooth_noise
 
 __all__ = ["GLYPHS", "make_glyph", "make_glyphs"]
 
@@ -87,11 +87,9 @@ def make_glyph(seed: int, index: int, size: int = 96) -> tuple[np.ndarray, int]:
     inside = _inside(GLYPHS[label], yy - cy, xx - cx, r, rng.uniform(0, 2 * np.pi))
     image[inside] = _texture(rng, n, yy, xx)[inside]
     for _ in range(rng.integers(0, 4)):  # thin lines over everything
-        (y0, x0), (y1, x1) = rng.uniform(0, n, size=(2, 2))
-        dy, dx = y1 - y0, x1 - x0
-        t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / (dy * dy + dx * dx + 1e-6), 0, 1)
-        on = (yy - y0 - t * dy) ** 2 + (xx - x0 - t * dx) ** 2 <= (rng.uniform(0.5, 1.5)) ** 2
-        image[on] = colour(rng)
+        p0, p1 = rng.uniform(0, n, size=(2, 2))
+        win, on = segment(yy, xx, p0, p1, 2 * rng.uniform(0.5, 1.5))
+        image[win][on] = colour(rng)
     for _ in range(rng.integers(0, 5)):  # small squares
         side = int(rng.integers(2, 6))
         y, x = rng.integers(0, n - side, size=2)
