@@ -188,6 +188,25 @@ def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
 
 
+def test_the_committed_comparison_is_seed_0_of_the_quick_regime_to_the_last_bit():
+    """A run's digits depend only on its settings and its one thread, not on the machine's
+    cores or on the runs beside it: rnlib compare (one seed, two runs side by side) gave
+    exactly what benchmarks/reference.py --regime quick recorded for seed 0 (README, "The
+    course's own runs decide")."""
+    import json
+    from pathlib import Path
+
+    from rnlib.results import quick
+
+    recorded = {r.name: r for r in quick()}
+    rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "comparison.json").read_text())
+    for row in rows:
+        seed0 = recorded[row["name"]].seeds.index(0)
+        assert row["miou"] == recorded[row["name"]].miou_per_seed[seed0], row["name"]
+        assert row["boundary_f"] == recorded[row["name"]].boundary_f_per_seed[seed0]
+        assert row["iou"] == recorded[row["name"]].iou_per_seed[seed0]
+
+
 def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
     """The reference that notebooks 08, 09 and the README quote (benchmarks/reference.py):
     every contender, three seeds, the same grid chosen on validation, results on test, and
