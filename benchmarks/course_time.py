@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 from rnlib.tables import made_by, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from notebook_client import SteppingNotebookClient  # noqa: E402  (nbclient#312)
 
 
 def main() -> None:
@@ -49,8 +50,8 @@ def main() -> None:
                 print(f"  {name} cell {cell_index} at {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr, flush=True)
 
-            NotebookClient(nb, timeout=900, kernel_name="python3", on_cell_execute=log,
-                           resources={"metadata": {"path": scratch}}).execute()
+            SteppingNotebookClient(nb, timeout=900, kernel_name="python3", on_cell_execute=log,
+                                   resources={"metadata": {"path": scratch}}).execute()
             times[path.stem] = time.perf_counter() - start
             print(f"{path.stem}: {times[path.stem]:.0f} s", flush=True)
             if args.write_outputs:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from rnlib import grade
@@ -17,6 +16,7 @@ from rnlib import grade
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import make_exercises  # noqa: E402
+from notebook_client import SteppingNotebookClient  # noqa: E402
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
@@ -160,8 +160,8 @@ def _first_exercise(path: Path) -> str | None:
 def test_unsolved_notebook_stops_at_its_first_exercise(path):
     exercise = ROOT / "notebooks" / path.name
     nb = nbformat.read(exercise, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(exercise.parent)}})
+    client = SteppingNotebookClient(nb, timeout=300, kernel_name="python3",
+                                    resources={"metadata": {"path": str(exercise.parent)}})
     expected = _first_exercise(path)
     if expected is None:
         client.execute()
