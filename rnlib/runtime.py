@@ -20,6 +20,7 @@ checkpoints, logs and progress bars; every rank trains and evaluates its share.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import os
@@ -202,6 +203,8 @@ class Runtime:
             if chosen.type == "cuda":
                 torch.cuda.set_device(chosen)
             dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+            if chosen.type == "cpu":
+                atexit.register(_leave_gloo_group)
         return cls(chosen, dist.get_rank(), dist.get_world_size())
 
     @contextlib.contextmanager
@@ -219,6 +222,16 @@ class Runtime:
         if self.distributed:
             dist.all_reduce(tensor)
         return tensor
+
+
+def _leave_gloo_group() -> None:
+    """Leave the gloo process group while the interpreter is still whole. Left to the
+    interpreter's shutdown, gloo's threads can abort the process ("terminate called without an
+    active exception", SIGABRT; pytorch/pytorch#179291), which failed a finished two-process
+    run. NCCL is left as it is: destroying its group while a failed rank's peers still wait in
+    a collective can hang, and torchrun ends those peers itself."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class StopSignals:

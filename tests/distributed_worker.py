@@ -4,6 +4,7 @@ Shapes through rnlib.runs.train; with ``--signal-at N`` the LAST process sends i
 while reading sample number N, as Ctrl-C would."""
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -29,7 +30,16 @@ class SignalAt(Dataset):
         return self.inner[i]
 
 
+def _report_group_at_exit() -> None:
+    """Registered before rnlib joins the group, so it runs after rnlib's own exit handler."""
+    import torch.distributed as dist
+
+    print(f"process group at exit: {'joined' if dist.is_initialized() else 'left'}",
+          file=sys.stderr)
+
+
 def main() -> int:
+    atexit.register(_report_group_at_exit)
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--data-dir", required=True)
