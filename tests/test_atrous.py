@@ -1,12 +1,13 @@
-"""AtrousConv2d: the same sums as nn.Conv2d in bfloat16 on the CPU, in every regime of the rate
-against the map (taps inside, partly outside, only the centre left), forward and backward."""
+"""AtrousConv2d: its stacked taps give the same sums as nn.Conv2d in bfloat16 on the CPU, in
+every regime of the rate against the map (taps inside, partly outside, only the centre left),
+forward and backward; and it takes them only in bfloat16 on a CPU with AMX."""
 
 import pytest
 import torch
 from torch import nn
 
 import rnlib
-from rnlib.models.atrous import AtrousConv2d, atrous_convs
+from rnlib.models.atrous import AtrousConv2d, atrous_convs, taps_are_faster
 
 
 def _integer_pair(kernel, dilation, bias, seed=0):
@@ -37,7 +38,8 @@ def test_bf16_sums_equal_the_convolution(kernel, dilation, size, bias):
     expected = conv(x)
     assert torch.equal(atrous(x), expected)  # float32: nn.Conv2d's own kernel
     for layout in (torch.contiguous_format, torch.channels_last):
-        got = atrous.to(torch.bfloat16)(x.to(torch.bfloat16).contiguous(memory_format=layout))
+        got = atrous.to(torch.bfloat16).taps(x.to(torch.bfloat16).contiguous(
+            memory_format=layout))
         assert got.dtype == torch.bfloat16 and got.shape == expected.shape
         assert torch.equal(got.float(), expected), f"{layout}: taps shifted the wrong way"
         atrous.float()
@@ -49,15 +51,37 @@ def test_gradients_under_autocast_equal_the_convolution():
     twin.load_state_dict(conv.state_dict())
     x = torch.randint(-2, 3, (2, 4, 9, 7)).float()
     grads = []
-    for module in (conv, twin):
+    for module, forward in ((conv, conv), (twin, twin.taps)):
         inputs = x.clone().requires_grad_(True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = module(inputs)
+            out = forward(inputs)
         assert out.dtype == torch.bfloat16
         out.float().sum().backward()
         grads.append((inputs.grad, module.weight.grad, module.bias.grad))
     for reference, got in zip(*grads):
         assert torch.equal(reference, got)
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_the_taps_run_in_bf16_on_a_cpu_with_amx_only(monkeypatch, amx):
+    """Where the CPU has AMX (oneDNN's bf16 kernel slows down with the rate) the taps; with
+    AVX512-BF16 alone (its kernel keeps 0.5x fp32's time) and in float32, nn.Conv2d."""
+    capabilities = {**torch.cpu.get_capabilities(), "amx_bf16": amx}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    taps_are_faster.cache_clear()
+    try:
+        assert taps_are_faster() is amx
+        _, atrous = _integer_pair((3, 3), (6, 6), True)
+        calls = []
+        monkeypatch.setattr(AtrousConv2d, "taps", lambda self, x: calls.append(x.dtype) or x)
+        x = torch.randint(-2, 3, (1, 4, 9, 7)).float()
+        atrous(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            atrous(x)
+        atrous.to(torch.bfloat16)(x.to(torch.bfloat16))
+        assert calls == ([torch.float32, torch.bfloat16] if amx else [])
+    finally:
+        taps_are_faster.cache_clear()
 
 
 def test_swapping_keeps_weights_and_draws_no_random_numbers():

@@ -263,6 +263,7 @@ def test_atrous_speed_times_three_forms_of_one_convolution():
     variants = _script("atrous_speed")._variants(12)
     x = torch.randn(1, 2048, 16, 16)
     with torch.inference_mode():
-        fp32, native, atrous = [module(x.to(dtype)).float() for module, dtype in variants.values()]
+        fp32, native, taps = [run(x.to(dtype)).float() for run, dtype in variants.values()]
     scale = fp32.abs().max()
-    assert (native - fp32).abs().max() < 0.03 * scale and (atrous - fp32).abs().max() < 0.03 * scale
+    assert (native - fp32).abs().max() < 0.03 * scale and (taps - fp32).abs().max() < 0.03 * scale
+    assert variants["bf16 stacked taps"][0].__name__ == "taps"  # on any CPU, whatever it picks

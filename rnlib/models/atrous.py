@@ -1,22 +1,27 @@
 """Atrous (dilated) convolution that stays fast in bfloat16 on the CPU, for ASPP's large rates
 (Chen et al., 2017; the dilated baseline of Lin et al., §1).
 
-oneDNN's bfloat16 kernels slow down as the rate grows: a 3x3 convolution 2048 -> 256 on a 64x64
-map took 5.4x its undilated time at rate 12 and 13x at rate 36 (2 threads, AMX;
-benchmarks/atrous_speed.py), while float32 got faster. :class:`AtrousConv2d` computes the same
-sum another way there: one 1x1 convolution gives every tap's contribution at once (the taps'
-weights stacked), and each tap's share is added to the output shifted by its offset. A tap whose
-offset lies outside the map reads only padding and is left out, so at rate 36 on a 32x32 map
-only the centre tap remains.
+On a CPU with AMX, oneDNN's bfloat16 kernels slow down as the rate grows: a 3x3 convolution
+2048 -> 256 on a 64x64 map took 5.4x its undilated time at rate 12 and 13x at rate 36 (2
+threads, an Intel Xeon; benchmarks/atrous_speed.py), while float32 got faster.
+:class:`AtrousConv2d` computes the same sum another way there: one 1x1 convolution gives every
+tap's contribution at once (the taps' weights stacked), and each tap's share is added to the
+output shifted by its offset. A tap whose offset lies outside the map reads only padding and is
+left out, so at rate 36 on a 32x32 map only the centre tap remains. With AVX512-BF16 and no AMX
+(an AMD EPYC, Zen 4) oneDNN's kernel keeps 0.5x float32's time at every rate and the taps are
+slower (0.60x to 1.19x at rates 12 to 36; benchmarks/epyc/atrous_speed.md), so there it stays
+``nn.Conv2d``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AtrousConv2d", "atrous_convs"]
+__all__ = ["AtrousConv2d", "atrous_convs", "taps_are_faster"]
 
 
 def _bf16_on_cpu(x: torch.Tensor) -> bool:
@@ -30,14 +35,27 @@ def _bf16_on_cpu(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16
 
 
+@functools.cache
+def taps_are_faster() -> bool:
+    """Whether stacked taps beat oneDNN's own bfloat16 kernel for a dilated convolution on this
+    CPU: where it has AMX tiles (``torch.cpu.get_capabilities``), measured both ways by
+    benchmarks/atrous_speed.py (module doc)."""
+    return bool(torch.cpu.get_capabilities().get("amx_bf16", False))
+
+
 class AtrousConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` (stride 1, one group, "same" zero padding) with the same weights and
-    state_dict; in bfloat16 on the CPU it runs as stacked taps and shifted sums (module doc).
-    Elsewhere, and in float32, it is ``nn.Conv2d`` itself."""
+    state_dict; in bfloat16 on a CPU with AMX it runs as stacked taps and shifted sums
+    (:meth:`taps`, module doc). Elsewhere, and in float32, it is ``nn.Conv2d`` itself."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _bf16_on_cpu(x):
-            return super().forward(x)
+        if _bf16_on_cpu(x) and taps_are_faster():
+            return self.taps(x)
+        return super().forward(x)
+
+    def taps(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution as one 1x1 convolution over the stacked taps that reach the map, and
+        shifted sums of their shares."""
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         h, w = x.shape[-2:]
         taps = [(i, j) for i in range(kh) for j in range(kw)  # offsets that reach the map
