@@ -9,7 +9,8 @@ A quoted number carries a marker right after it, an HTML comment that Markdown d
 It names the recorded file (``SOURCES``: ``reference``, the default, is
 rnlib/results/reference.json; ``quick`` is rnlib/results/quick.json, the course's regime with
 three seeds, and ``quick_fp32`` benchmarks/quick_fp32.json, its seed 0 in float32;
-``comparison`` is benchmarks/comparison.json, ``rnlib compare``'s defaults) and an expression
+``comparison`` is benchmarks/comparison.json, ``rnlib compare``'s defaults, and
+``comparison_epyc`` the same command on an AMD EPYC without AMX) and an expression
 over its rows: numbers, ``+ - * /``, ``max``, ``min`` and the functions of :class:`Recorded`
 (metrics in points). A benchmark's per-seed records are sources too, named by file stem: any
 benchmarks/NAME.json of the layout that benchmarks/coarse_paths.py and benchmarks/probes.py
@@ -54,7 +55,8 @@ from rnlib.tables import markdown_table
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"reference": REFERENCE, "quick": QUICK,
            "comparison": ROOT / "benchmarks" / "comparison.json",
-           "quick_fp32": ROOT / "benchmarks" / "quick_fp32.json"}
+           "quick_fp32": ROOT / "benchmarks" / "quick_fp32.json",
+           "comparison_epyc": ROOT / "benchmarks" / "epyc" / "comparison.json"}
 RECORDS = ROOT / "benchmarks"  # RECORDS/NAME.json of per-seed records: the source NAME
 RAW = ("gflops", "params_m", "latency_ms", "train_peak_mib", "train_s", "steps", "lr")
 REFINENET = "RefineNet (4-cascade)"  # what margins are measured against
