@@ -1,6 +1,7 @@
 """Where bfloat16 saves time in a training step, and where it does not (issue 22).
 
-The training step of benchmarks/speed.py (256x256, batch 2, channels_last, SGD with momentum,
+The training step that benchmarks/speed.py times (rnlib.bench.train_step: 256x256, batch 2,
+channels_last, SGD with momentum,
 the optimizer's state already made) for LW-RefineNet-50 and FCN-8s-50, whose steps stay over
 0.55x fp32's time under bf16 autocast: torch.profiler's self CPU time in fp32 and in bf16, split
 into convolutions (forward and backward) and everything else, then the operators that take the
@@ -16,10 +17,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import rnlib
+from rnlib import bench
 from rnlib.tables import made_by, markdown_table
 
 MODELS = {"LW-RefineNet-50": "refinenet-lw", "FCN-8s-50": "fcn8s"}
@@ -27,18 +28,7 @@ CONVOLUTION = ("aten::mkldnn_convolution", "aten::convolution_backward")
 
 
 def _profiled_step(model: torch.nn.Module, dtype: torch.dtype | None):
-    x = torch.randn(2, 3, 256, 256).contiguous(memory_format=torch.channels_last)
-    target = torch.randint(0, 21, (2, 256, 256))
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = bench.train_step(model, (256, 256), 2, channels_last=True, amp_dtype=dtype)
     step(), step()  # warm-up: kernels, and the optimizer's momentum
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()

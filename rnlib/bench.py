@@ -15,7 +15,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,8 +25,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .runtime import inference_model
 from .tables import markdown_table
 
-__all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "measure_train_step",
-           "conv_ceiling", "peak_memory", "measure", "format_table"]
+__all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "train_step",
+           "measure_train_step", "conv_ceiling", "peak_memory", "measure", "format_table"]
 
 
 @dataclass
@@ -118,12 +118,12 @@ def measure_latency(model: nn.Module, size: Sequence[int], batch: int = 1, *, re
                                         device=device))
 
 
-def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
-                       repeats: int = 3, warmup: int = 1, channels_last: bool = False,
-                       amp_dtype: torch.dtype | None = None) -> float:
-    """Median wall time of one SGD training step (forward, cross-entropy, backward, update)
-    on random data, in milliseconds; ``amp_dtype`` runs the forward under autocast. The
-    weights change (lr 1e-6); the model's mode and memory format are restored."""
+def train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
+               channels_last: bool = False, amp_dtype: torch.dtype | None = None
+               ) -> Callable[[], None]:
+    """One SGD training step (forward, cross-entropy, backward, update; lr 1e-6, momentum) on
+    one batch of random data, to call as often as wanted; ``amp_dtype`` runs the forward under
+    autocast (fp16 with a gradient scaler). The model is used in its present mode and format."""
     device = next(model.parameters()).device
     x = _input(model, size, batch, device, channels_last)
     target = torch.randint(0, getattr(model, "num_classes", 2), (batch, *size), device=device)
@@ -140,8 +140,18 @@ def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
         scaler.step(optimizer)
         scaler.update()
 
+    return step
+
+
+def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
+                       repeats: int = 3, warmup: int = 1, channels_last: bool = False,
+                       amp_dtype: torch.dtype | None = None) -> float:
+    """Median wall time of one :func:`train_step`, in milliseconds. The weights change; the
+    model's mode and memory format are restored."""
     with _prepared(model, train=True, channels_last=channels_last):
-        return statistics.median(_times(step, repeats=repeats, warmup=warmup, device=device))
+        step = train_step(model, size, batch, channels_last=channels_last, amp_dtype=amp_dtype)
+        return statistics.median(_times(step, repeats=repeats, warmup=warmup,
+                                        device=next(model.parameters()).device))
 
 
 def conv_ceiling(device: torch.device | str = "cpu", *, channels_last: bool = True,

@@ -1,8 +1,10 @@
 """The comparison: contenders built as documented, the same learning-rate grid for every model
 chosen on validation, several seeds with their spread, results on the test split, reuse."""
 
+import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,8 @@ from rnlib.compare import (
 from rnlib.config import PRESETS, with_model
 from rnlib.history import History
 from rnlib.runs import make_model
+
+COMPARISON = Path(__file__).parents[1] / "benchmarks" / "comparison.json"  # rnlib compare's
 
 
 def test_fcn4s_the_equal_output_stride_control_closes_the_baselines():
@@ -179,27 +183,21 @@ def test_plateau_is_the_trend_of_the_seeds_mean_over_the_last_fifth_and_swing_it
 def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     """benchmarks/comparison.json is what ``rnlib compare`` gives with its defaults (the
     cpu-quick preset): a change of the preset's budget must come with a new recording."""
-    import json
-    from pathlib import Path
-
-    rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "comparison.json").read_text())
+    rows = json.loads(COMPARISON.read_text())
     assert [r["name"] for r in rows] == list(HEADLINE)
     assert {r["steps"] for r in rows} == {PRESETS["cpu-quick"].steps}
     assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
 
 
 def test_the_committed_comparison_is_seed_0_of_the_quick_regime_to_the_last_bit():
-    """A run's digits depend only on its settings and its one thread, not on the machine's
-    cores or on the runs beside it: rnlib compare (one seed, two runs side by side) gave
-    exactly what benchmarks/reference.py --regime quick recorded for seed 0 (README, "The
-    course's own runs decide")."""
-    import json
-    from pathlib import Path
-
+    """On one kind of processor a run's digits depend only on its settings and its one thread,
+    not on the machine's cores or on the runs beside it: rnlib compare (one seed, two runs side
+    by side) gave exactly what benchmarks/reference.py --regime quick recorded for seed 0 on the
+    same Xeon (README, "The course's own runs decide")."""
     from rnlib.results import quick
 
     recorded = {r.name: r for r in quick()}
-    rows = json.loads((Path(__file__).parents[1] / "benchmarks" / "comparison.json").read_text())
+    rows = json.loads(COMPARISON.read_text())
     for row in rows:
         seed0 = recorded[row["name"]].seeds.index(0)
         assert row["miou"] == recorded[row["name"]].miou_per_seed[seed0], row["name"]
