@@ -2,7 +2,7 @@
 
 For LW-RefineNet-50 and RefineNet-101 (inference at 512x512, batch 1, channels_last, plain
 models as users build them) and for the course preset's training step (RefineNet and FCN-8s on
-ResNet-18, batch 8 at 128x128), the operators that take the most self CPU time, their share and
+ResNet-18, its batch at 128x128), the operators that take the most self CPU time, their share and
 their count, written as markdown with the machine and the command.
 
     .venv/bin/python benchmarks/profile_models.py        # -> benchmarks/profile.md

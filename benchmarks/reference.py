@@ -23,11 +23,11 @@ one process per core (rnlib.side_by_side); ``--only`` trains some contenders and
     .venv/bin/python benchmarks/reference.py --tables   # the tables again, from the JSON
 
 ``--regime quick`` records the course's own regime the same way: the ``cpu-quick`` preset that
-notebooks 07-09 and ``rnlib compare`` train (400 steps, bfloat16 where the processor computes
-it), every contender and Light-Weight RefineNet with seeds 0, 1 and 2 at the one learning rate,
-so that a student's run can be read against the spread of its regime (its seed 0 is the
-student's run, to the digit, on a processor like ours). 30 runs, about 35 minutes on 2 cores;
-it writes benchmarks/quick.md and rnlib/results/quick.json:
+notebooks 07-09 and ``rnlib compare`` train (400 steps on Shapes drawn at 96x96, bfloat16 where
+the processor computes it), every contender and Light-Weight RefineNet with seeds 0, 1 and 2 at
+the one learning rate, so that a student's run can be read against the spread of its regime (its
+seed 0 is the student's run, to the digit, on a processor like ours). 30 runs, 26 minutes on 2
+cores of an AMD EPYC; it writes benchmarks/quick.md and rnlib/results/quick.json:
 
     .venv/bin/python benchmarks/reference.py --regime quick
 

@@ -212,14 +212,18 @@ _COURSE = TrainConfig(
     eval_every=0, threads=1)
 PRESETS: dict[str, TrainConfig] = {
     # The course on 2 CPU cores: ResNet-18 pretrained on Glyphs, a 64-wide decoder (a 256-wide
-    # one runs 5.3x slower per step: docs/design.md), 128x128 Shapes; 400 steps (1.6 epochs)
-    # per model in bfloat16 where the processor computes it (fp32 elsewhere, about twice the
-    # time). RefineNet overtakes the baselines between steps 200 and 400 (the reference's
-    # curves), so 200 steps could not decide the course's comparison (issue 20; README).
+    # one runs 5.3x slower per step: docs/design.md), 96x96 Shapes (the same objects per image,
+    # drawn 0.75x as large: 0.56x the pixels of the reference's 128x128); 400 steps (1.6
+    # epochs) per model in bfloat16 where the processor computes it (fp32 elsewhere, about twice
+    # the time). RefineNet overtakes the baselines between steps 200 and 400 (the reference's
+    # curves), so 200 steps could not decide the course's comparison. At 128x128 the same steps
+    # took rnlib compare 7 minutes on a processor without AMX, and batches of 4 instead of 8
+    # did not decide (issue 20; README).
     # Every CPU preset computes on one thread per run: the digits do not depend on the core
     # count (a student's run on a processor like ours gives the recorded ones), and rnlib
     # compare trains one run per core (rnlib.side_by_side).
-    "cpu-quick": replace(_COURSE, steps=400, amp="native"),
+    "cpu-quick": replace(_COURSE, data_options={"count": 2000, "size": 96}, crop=96, steps=400,
+                         amp="native"),
     # The probes' regime (benchmarks/probes.py, coarse_paths.py): the course's task for 200
     # fp32 steps, as cpu-quick was when they were recorded; their records come back with it.
     "cpu-probe": replace(_COURSE, steps=200),

@@ -180,20 +180,27 @@ def test_plateau_is_the_trend_of_the_seeds_mean_over_the_last_fifth_and_swing_it
         assert plateau(none) is None and swing(none) is None
 
 
+def _data_line(config) -> str:
+    """How a recorded table names its data, crop and batch (rnlib.compare.format_rows)."""
+    return f"Data: {config.dataset} {config.data_options}, crop {config.crop}, batch {config.batch_size};"
+
+
 def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     """benchmarks/comparison.json is what ``rnlib compare`` gives with its defaults (the
-    cpu-quick preset): a change of the preset's budget must come with a new recording."""
+    cpu-quick preset): a change of the preset's budget or data must come with a new
+    recording."""
     rows = json.loads(COMPARISON.read_text())
     assert [r["name"] for r in rows] == list(HEADLINE)
     assert {r["steps"] for r in rows} == {PRESETS["cpu-quick"].steps}
     assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
+    assert _data_line(PRESETS["cpu-quick"]) in COMPARISON.with_suffix(".md").read_text()
 
 
 def test_the_committed_comparison_is_seed_0_of_the_quick_regime_to_the_last_bit():
     """On one kind of processor a run's digits depend only on its settings and its one thread,
     not on the machine's cores or on the runs beside it: rnlib compare (one seed, two runs side
     by side) gave exactly what benchmarks/reference.py --regime quick recorded for seed 0 on the
-    same Xeon (README, "The course's own runs decide")."""
+    same AMD EPYC (README, "The course's own runs decide")."""
     from rnlib.results import quick
 
     recorded = {r.name: r for r in quick()}
@@ -237,6 +244,8 @@ def test_the_recorded_quick_regime_is_the_courses_preset_with_three_seeds():
     for r in rows:
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.miou_per_seed) == 3
         assert r.steps == PRESETS["cpu-quick"].steps and r.lr == PRESETS["cpu-quick"].lr
+    made = (Path(__file__).parents[1] / "benchmarks" / "quick.md").read_text()
+    assert _data_line(PRESETS["cpu-quick"]) in made
 
 
 def _with_mious(row, mious):

@@ -232,7 +232,7 @@ def test_a_wrong_per_seed_quote_is_found_with_its_line_and_rewritten(records, tm
      r"'dropout 0' has no 'path layer4 off' in seeds \[0, 1, 2\] \(it has \['as trained', "),
     ('1.0<!-- quote probe_scale: mean("RefineNet", "all") -->',
      r"no recorded file 'probe_scale' \(nor per-seed records benchmarks/probe_scale.json\); "
-     r"choose one of \['reference', 'quick', 'comparison', 'quick_fp32', 'comparison_epyc', "
+     r"choose one of \['reference', 'quick', 'comparison', 'quick_fp32', 'quick_batch4', "
      r"'coarse_paths', 'probe_detail'\]"),
     ('1.0<!-- quote coarse_paths: std("one seed", "as trained") -->',
      "needs two seeds or more, and 'one seed' has 1"),
