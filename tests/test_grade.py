@@ -388,9 +388,19 @@ def test_grade_command_refuses_bad_arguments_with_status_2(argv, capsys):
     assert exit.value.code == 2
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test. Python installs it only
+    where its parent left SIGINT alone; a background job of a shell without job control (nohup
+    ... &) starts with SIGINT ignored, and a test of Ctrl-C would then wait out its sleep."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_stopped_from_outside_it_keeps_what_it_has_and_says_so(stop, tmp_path, monkeypatch,
-                                                                capsys):
+                                                                capsys, python_sigint):
     def two_notebooks(paths, *, on_report, **kwargs):
         on_report(grade.Report("a.ipynb", [grade.Result("3.1", "RCU", "passed", "")]))
         os.kill(os.getpid(), getattr(signal, stop))
