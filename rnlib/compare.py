@@ -35,9 +35,9 @@ from .tables import markdown_table
 from .train import Trainer
 
 __all__ = ["Entry", "BASELINES", "HEADLINE", "LIGHT_WEIGHT", "ABLATIONS", "GROUPS", "Row",
-           "KeptRun", "compare", "run_dir", "format_rows", "format_times", "format_margins",
-           "format_versus", "verdict", "per_seed", "seed_margins", "rows_as_dicts", "plateau",
-           "swing"]
+           "KeptRun", "compare", "run_dir", "describe_data", "format_rows", "format_times",
+           "format_margins", "format_versus", "verdict", "per_seed", "seed_margins",
+           "rows_as_dicts", "plateau", "swing"]
 
 
 # The order is also the order in which runs start side by side: a free process takes the next.
@@ -223,6 +223,12 @@ def _pm(mean: float, std: float, seeds: int) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
 
 
+def describe_data(config: TrainConfig) -> str:
+    """The data a recorded table was trained on: dataset, its options, crop and batch."""
+    return (f"{config.dataset} {config.data_options}, crop {config.crop}, batch "
+            f"{config.batch_size}")
+
+
 def format_rows(rows: list[Row], config: TrainConfig) -> str:
     """The comparison as markdown: protocol, summary table, per-class IoU, times."""
     first = rows[0]
@@ -231,8 +237,7 @@ def format_rows(rows: list[Row], config: TrainConfig) -> str:
     spread = ", mean ± standard deviation over seeds" if len(first.seeds) > 1 else ""
     grid = (f"learning rate chosen per model on validation from {list(first.lr_search)}"
             if first.lr_search else f"learning rate {config.lr:g}")
-    head = (f"Data: {config.dataset} {config.data_options}, crop {config.crop}, batch "
-            f"{config.batch_size}; backbone {config.backbone} (pretrained: "
+    head = (f"Data: {describe_data(config)}; backbone {config.backbone} (pretrained: "
             f"{config.pretrained_backbone or 'no'}); RefineNet options {config.model_options}; "
             f"{config.optimizer}, {grid}; {budget}; seeds {first.seeds}; "
             f"{f'{config.threads} CPU thread per run; ' if config.threads else ''}metrics on the "

@@ -224,8 +224,9 @@ PRESETS: dict[str, TrainConfig] = {
     # compare trains one run per core (rnlib.side_by_side).
     "cpu-quick": replace(_COURSE, data_options={"count": 2000, "size": 96}, crop=96, steps=400,
                          amp="native"),
-    # The probes' regime (benchmarks/probes.py, coarse_paths.py): the course's task for 200
-    # fp32 steps, as cpu-quick was when they were recorded; their records come back with it.
+    # The probes' regime (benchmarks/probes.py, coarse_paths.py): the reference's 128x128 task
+    # for 200 fp32 steps, as cpu-quick was when they were recorded; their records come back
+    # with it.
     "cpu-probe": replace(_COURSE, steps=200),
     # The course's reference (benchmarks/reference.py): the same task for 1000 steps (at 500,
     # RefineNet was still rising), with learning curves and a checkpoint every 100 steps.

@@ -16,6 +16,7 @@ from rnlib.compare import (
     LIGHT_WEIGHT,
     KeptRun,
     compare,
+    describe_data,
     format_margins,
     format_rows,
     format_times,
@@ -180,11 +181,6 @@ def test_plateau_is_the_trend_of_the_seeds_mean_over_the_last_fifth_and_swing_it
         assert plateau(none) is None and swing(none) is None
 
 
-def _data_line(config) -> str:
-    """How a recorded table names its data, crop and batch (rnlib.compare.format_rows)."""
-    return f"Data: {config.dataset} {config.data_options}, crop {config.crop}, batch {config.batch_size};"
-
-
 def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     """benchmarks/comparison.json is what ``rnlib compare`` gives with its defaults (the
     cpu-quick preset): a change of the preset's budget or data must come with a new
@@ -193,7 +189,8 @@ def test_the_committed_quick_comparison_is_that_of_the_default_budget():
     assert [r["name"] for r in rows] == list(HEADLINE)
     assert {r["steps"] for r in rows} == {PRESETS["cpu-quick"].steps}
     assert {r["lr"] for r in rows} == {PRESETS["cpu-quick"].lr}
-    assert _data_line(PRESETS["cpu-quick"]) in COMPARISON.with_suffix(".md").read_text()
+    made = COMPARISON.with_suffix(".md").read_text()
+    assert f"Data: {describe_data(PRESETS['cpu-quick'])};" in made
 
 
 def test_the_committed_comparison_is_seed_0_of_the_quick_regime_to_the_last_bit():
@@ -245,7 +242,7 @@ def test_the_recorded_quick_regime_is_the_courses_preset_with_three_seeds():
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.miou_per_seed) == 3
         assert r.steps == PRESETS["cpu-quick"].steps and r.lr == PRESETS["cpu-quick"].lr
     made = (Path(__file__).parents[1] / "benchmarks" / "quick.md").read_text()
-    assert _data_line(PRESETS["cpu-quick"]) in made
+    assert f"Data: {describe_data(PRESETS['cpu-quick'])};" in made
 
 
 def _with_mious(row, mious):

@@ -255,8 +255,8 @@ COLUMNS: dict[str, Callable[[Recorded, str], str]] = {
     "boundary F": lambda q, n: q.mean_spread(n, "boundary F"),
     "line IoU": lambda q, n: q.mean_spread(n, "line"),
     "dot IoU": lambda q, n: q.mean_spread(n, "dot"),
-    "GFLOPs @128": _gflops,  # at the recording's crop: the reference's
-    "GFLOPs @96": _gflops,  # the course's (cpu-quick)
+    "GFLOPs @128": _gflops,  # GFLOPs are counted at the recording's crop: the reference's
+    "GFLOPs @96": _gflops,  # and the course's (cpu-quick)
     "train memory (MiB)": lambda q, n: f"{q.value(n, 'train_peak_mib'):.0f}",
     "last 20%": lambda q, n: f"{q.value(n, 'plateau'):+.1f}",
     "swing": lambda q, n: f"{q.value(n, 'swing'):.1f}",
