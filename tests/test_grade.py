@@ -377,6 +377,27 @@ def test_a_notebook_out_of_time_is_not_graded(tmp_path):
     assert grade.ungraded([report]) == [report]
 
 
+def test_a_kernel_slower_to_start_than_the_notebooks_time_is_out_of_time(tmp_path, monkeypatch):
+    from rnlib.grading import runner
+
+    class SlowKernel:  # a loaded machine: wait_for_ready gives up at the notebook's deadline
+        def __init__(self, cwd, startup):
+            time.sleep(startup)
+            raise RuntimeError("Kernel didn't respond in time")
+
+    class BrokenKernel:  # no kernel at all: it fails at once, long before the deadline
+        def __init__(self, cwd, startup):
+            raise RuntimeError("No such kernel named python3")
+
+    path = _notebook(tmp_path, "03_residual_conv_unit.ipynb", RCU_SOURCE)
+    monkeypatch.setattr(runner, "Kernel", SlowKernel)
+    (report,) = grade.grade_notebooks([path], notebook_timeout=0.2, progress=False)
+    assert (report.error, [r.status for r in report.results]) == (None, ["not graded"])
+    monkeypatch.setattr(runner, "Kernel", BrokenKernel)
+    (report,) = grade.grade_notebooks([path], notebook_timeout=60, progress=False)
+    assert report.error == "the kernel did not start (No such kernel named python3)"
+
+
 # -- the command line ------------------------------------------------------------------------
 @pytest.mark.parametrize("argv", [["grade"], ["grade", "a.ipynb", "--cell-timeout", "0"],
                                   ["grade", "a.ipynb", "--notebook-timeout", "-1"],

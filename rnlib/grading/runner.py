@@ -65,6 +65,8 @@ class _Session:
             try:
                 self.kernel = Kernel(self.folder, startup)
             except Exception as err:
+                if time.monotonic() >= self.deadline:  # it had only the notebook's time left
+                    raise _OutOfTime from None
                 raise GradingError(f"the kernel did not start ({one_line(err)})") from None
             setup = SETUP.format(verdicts=str(self.verdicts), seed=self.seed)
             try:  # importing torch may take longer than a cell's limit
