@@ -104,8 +104,11 @@ def latency_table(args) -> tuple[str, str]:
                              memory=bench.peak_memory(folded[name], size, channels_last=True),
                              gap=_logit_gap(folded[name], size) if bf16 else None)
         del folded[name]
-        results[name].update(_train_steps(plain.pop(name), train_size, args.repeats,
-                                          [None, torch.bfloat16] if bf16 else [None]))
+        steps = bench.alternate_train_steps(plain.pop(name), train_size, 2,
+                                            dtypes=[None, torch.bfloat16] if bf16 else [None],
+                                            repeats=args.repeats)
+        results[name].update({"step" if dtype is None else "step_bf16": ms
+                              for dtype, ms in steps.items()})
     reference = "tv fcn_resnet50" if "tv fcn_resnet50" in results else args.models[0]
     ref = results[reference]
     header = ["model", "params (M)", f"GMACs@{args.size}", "plain NCHW (ms)",
@@ -147,22 +150,6 @@ def latency_table(args) -> tuple[str, str]:
 
 def _native_bf16(device: str) -> bool:
     return torch.device(device).type == "cpu" and native_bf16()
-
-
-def _train_steps(model: torch.nn.Module, size: tuple[int, int], repeats: int,
-                 dtypes: list[torch.dtype | None]) -> dict[str, float]:
-    """Median ms of a training step (batch 2) per autocast dtype, alternating round by round."""
-    model.train()
-    for dtype in dtypes:  # warm-up: oneDNN builds its kernels for each number format once
-        bench.measure_train_step(model, size, 2, repeats=1, warmup=0, channels_last=True,
-                                 amp_dtype=dtype)
-    times = {dtype: [] for dtype in dtypes}
-    for _ in range(repeats):
-        for dtype in dtypes:
-            times[dtype].append(bench.measure_train_step(
-                model, size, 2, repeats=1, warmup=0, channels_last=True, amp_dtype=dtype))
-    return {"step" if dtype is None else "step_bf16": statistics.median(values)
-            for dtype, values in times.items()}
 
 
 def _logit_gap(model: torch.nn.Module, size: tuple[int, int]) -> float:

@@ -26,7 +26,8 @@ from .runtime import inference_model
 from .tables import markdown_table
 
 __all__ = ["Cost", "count_parameters", "count_flops", "measure_latency", "train_step",
-           "measure_train_step", "conv_ceiling", "peak_memory", "measure", "format_table"]
+           "measure_train_step", "alternate_train_steps", "conv_ceiling", "peak_memory",
+           "measure", "format_table"]
 
 
 @dataclass
@@ -152,6 +153,24 @@ def measure_train_step(model: nn.Module, size: Sequence[int], batch: int = 2, *,
         step = train_step(model, size, batch, channels_last=channels_last, amp_dtype=amp_dtype)
         return statistics.median(_times(step, repeats=repeats, warmup=warmup,
                                         device=next(model.parameters()).device))
+
+
+def alternate_train_steps(model: nn.Module, size: Sequence[int], batch: int = 2, *,
+                          dtypes: Sequence[torch.dtype | None] = (None, torch.bfloat16),
+                          repeats: int = 3) -> dict[torch.dtype | None, float]:
+    """Median milliseconds of one :func:`train_step` (train mode, channels_last) for each
+    autocast dtype (None: fp32), after a warm-up step each (oneDNN builds its kernels once per
+    number format), the dtypes alternating round by round so that a shared machine's drift
+    hits them alike."""
+    model.train()
+    times: dict[torch.dtype | None, list[float]] = {dtype: [] for dtype in dtypes}
+    for round_ in range(repeats + 1):
+        for dtype in dtypes:
+            ms = measure_train_step(model, size, batch, repeats=1, warmup=0,
+                                    channels_last=True, amp_dtype=dtype)
+            if round_:
+                times[dtype].append(ms)
+    return {dtype: statistics.median(values) for dtype, values in times.items()}
 
 
 def conv_ceiling(device: torch.device | str = "cpu", *, channels_last: bool = True,

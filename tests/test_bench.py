@@ -75,3 +75,20 @@ def test_measurements_leave_the_models_mode_and_memory_format():
     peak_memory(model, (8, 8), train=True, channels_last=True)
     assert not model.training
     assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_train_steps_alternate_their_formats_and_drop_the_warm_up(monkeypatch):
+    from rnlib import bench
+
+    calls = []
+
+    def timed(model, size, batch, *, repeats, warmup, channels_last, amp_dtype):
+        calls.append(amp_dtype)
+        return 1000.0 if len(calls) <= 2 else float(len(calls))  # the warm-up round is slow
+
+    monkeypatch.setattr(bench, "measure_train_step", timed)
+    model = OneConv().eval()
+    medians = bench.alternate_train_steps(model, (8, 8), 2, repeats=3)
+    assert calls == [None, torch.bfloat16] * 4
+    assert medians == {None: 5.0, torch.bfloat16: 6.0}  # rounds 2-4: (3, 5, 7) and (4, 6, 8)
+    assert model.training

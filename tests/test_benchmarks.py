@@ -267,3 +267,24 @@ def test_atrous_speed_times_three_forms_of_one_convolution():
     scale = fp32.abs().max()
     assert (native - fp32).abs().max() < 0.03 * scale and (taps - fp32).abs().max() < 0.03 * scale
     assert variants["bf16 stacked taps"][0].__name__ == "taps"  # on any CPU, whatever it picks
+
+
+def test_profile_bf16_times_each_model_at_each_size_of_its_step(monkeypatch):
+    """benchmarks/profile_bf16.py's size table: one row per model and (side, batch), with the
+    bf16 / fp32 ratio of the medians that rnlib.bench.alternate_train_steps gives."""
+    from rnlib import bench
+
+    script = _script("profile_bf16")
+    monkeypatch.setattr(script, "STEPS", [(32, 1), (48, 2)])
+    monkeypatch.setattr(script.rnlib, "build_model", lambda *a, **k: torch.nn.Conv2d(3, 3, 1))
+    sizes = []
+
+    def alternate(model, size, batch, repeats):
+        sizes.append((size, batch))
+        return {None: 200.0, torch.bfloat16: 110.0}
+
+    monkeypatch.setattr(bench, "alternate_train_steps", alternate)
+    table = script.size_table(repeats=2)
+    assert sizes == [((32, 32), 1), ((48, 48), 2)] * 2
+    assert "| LW-RefineNet-50 | 48x48 | 2 | 200 | 110 | 0.55 |" in table
+    assert "| FCN-8s-50 | 32x32 | 1 | 200 | 110 | 0.55 |" in table
