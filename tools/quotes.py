@@ -8,7 +8,7 @@ A quoted number carries a marker right after it, an HTML comment that Markdown d
 
 It names the recorded file (``SOURCES``: ``reference``, the default, is
 rnlib/results/reference.json; ``quick`` is rnlib/results/quick.json, the course's regime with
-three seeds, and ``quick_fp32`` benchmarks/quick_fp32.json, its seed 0 in float32;
+three seeds, and ``quick_fp32`` benchmarks/quick_fp32.json, the same in float32;
 ``comparison`` benchmarks/comparison.json, ``rnlib compare``'s defaults, and ``quick_batch4``
 a cheaper course regime that was tried and did not decide) and an expression
 over its rows: numbers, ``+ - * /``, ``max``, ``min`` and the functions of :class:`Recorded`
