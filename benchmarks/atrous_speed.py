@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from rnlib.models.atrous import AtrousConv2d, taps_are_faster
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 HERE = Path(__file__).resolve().parent
 RATES = (1, 12, 24, 36)
@@ -75,7 +75,7 @@ def main() -> None:
               "nn.Conv2d bf16 / fp32", "taps bf16 / fp32"]
     picks = "the stacked taps" if taps_are_faster() else "nn.Conv2d"
     text = (f"# ASPP's dilated convolution in bfloat16\n\n"
-            f"{made_by('python benchmarks/atrous_speed.py ' + ' '.join(sys.argv[1:]))}\n\n"
+            f"{made_by(command_line('python benchmarks/atrous_speed.py'))}\n\n"
             f"One 3x3 convolution, 2048 -> 256 channels, batch 1, channels_last, random weights, "
             f"inference; {torch.get_num_threads()} threads; medians of {args.repeats}, the "
             f"variants interleaved. On this CPU AtrousConv2d runs {picks} in bfloat16 "

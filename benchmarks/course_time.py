@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -59,7 +59,7 @@ def main() -> None:
     total = sum(times.values())
     rows = [[name, f"{t:.0f}"] for name, t in sorted(times.items(), key=lambda kv: -kv[1])]
     rows.append(["**total**", f"**{total:.0f}** ({total // 60:.0f} min {total % 60:.0f} s)"])
-    command = " ".join(["python benchmarks/course_time.py", *sys.argv[1:]])
+    command = command_line("python benchmarks/course_time.py")
     lines = [f"# Time of each solution notebook (RNLIB_BUDGET_SCALE={scale})", "",
              f"{made_by(command)} A fresh kernel per notebook, in order, in an empty folder.",
              "", markdown_table(["notebook", "seconds"], rows)]

@@ -32,7 +32,7 @@ import torch
 import rnlib
 from rnlib.deploy import fuse_batchnorm
 from rnlib.export import MIN_SIDE, ONNX_OPSET, export_model
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 MODELS = {  # key: (row name, registry name, backbone)
     "rn101": ("RefineNet-101", "refinenet", "resnet101"),
@@ -134,11 +134,11 @@ def main(argv: Sequence[str] | None = None) -> str:
         started = time.perf_counter()
         results[name] = measure(name, args.size, args.repeats)
         _log(f"{MODELS[name][0]}: {time.perf_counter() - started:.0f} s")
-    command = " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("python benchmarks/export_speed.py", argv)
     threads = torch.get_num_threads()
     text = (
         f"# ONNX Runtime against eager PyTorch on the CPU\n\n"
-        f"{made_by(f'python benchmarks/export_speed.py {command}'.strip())} onnxruntime "
+        f"{made_by(command)} onnxruntime "
         f"{onnxruntime.__version__} (CPUExecutionProvider, default graph optimizations, "
         f"{threads} intra-op threads, 1 inter-op, sequential, no spin-waiting); "
         f"onnx {onnx.__version__}, opset {ONNX_OPSET}; "

@@ -25,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import rnlib
 from rnlib import bench
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 MODELS = {"LW-RefineNet-50": "refinenet-lw", "FCN-8s-50": "fcn8s"}
 CONVOLUTION = ("aten::mkldnn_convolution", "aten::convolution_backward")
@@ -88,7 +88,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="rounds of the size table")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("profile_bf16.md"))
     args = parser.parse_args()
-    command = " ".join(["python benchmarks/profile_bf16.py", *sys.argv[1:]])
+    command = command_line("python benchmarks/profile_bf16.py")
     text = (f"# Where bfloat16 saves time in a training step\n\n{made_by(command)} "
             f"Self CPU time of one profiled step (profiling "
             f"adds its own overhead; speed.py gives the unprofiled times).\n\n"

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import rnlib
 from rnlib.config import PRESETS
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 
 def _table(prof, rows: int) -> str:
@@ -78,7 +78,7 @@ def main() -> int:
     sections = [inference("refinenet-lw", "resnet50", args.size, args.rows),
                 inference("refinenet", "resnet101", args.size, args.rows),
                 training_step("refinenet", args.rows), training_step("fcn8s", args.rows)]
-    command = " ".join(["python benchmarks/profile_models.py", *sys.argv[1:]])
+    command = command_line("python benchmarks/profile_models.py")
     text = (f"# Where the time goes\n\n{made_by(command)} One profiled pass after a warm-up; "
             f"self CPU time by operator, largest first.\n\n" + "\n\n".join(sections) + "\n")
     print(text)

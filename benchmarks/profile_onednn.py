@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from rnlib.tables import command_line
+
 MARK = "=== measured pass ==="
 
 
@@ -108,9 +110,9 @@ def main() -> None:
     sections = [report("refinenet", "resnet101", args.size, True),
                 report("refinenet", "resnet101", args.size, False),
                 report("tv-fcn", "resnet50", args.size, True)]
-    text = (f"# Inside the convolutions: oneDNN's primitives\n\nMade by `python benchmarks/"
-            f"profile_onednn.py {' '.join(sys.argv[1:])}` on {platform.machine()}, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads; one warm pass with "
+    text = (f"# Inside the convolutions: oneDNN's primitives\n\nMade by "
+            f"`{command_line('python benchmarks/profile_onednn.py')}` on {platform.machine()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; one warm pass with "
             f"ONEDNN_VERBOSE=1; load average (1 min, shared machine) {load:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end. oneDNN's times include its logging and "
             f"the other processes' share of the cores: read the shares and the formats, not the "

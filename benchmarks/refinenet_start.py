@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rnlib.config import PRESETS, with_model
 from rnlib.runs import train
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 VARIANTS = {  # name: (model, options, config changes)
     "before: AdamW 1e-3, no warm-up": ("refinenet", {}, {}),
@@ -81,7 +81,7 @@ def main() -> int:
                             "mean loss, last 20 steps", f"val mIoU after {args.steps} steps"],
                            lines)
     preset = PRESETS["cpu-probe"]
-    command = " ".join(["python benchmarks/refinenet_start.py", *sys.argv[1:]])
+    command = command_line("python benchmarks/refinenet_start.py")
     text = (f"# RefineNet's start, variant by variant\n\n{made_by(command)} The cpu-probe preset: "
             f"{preset.backbone} pretrained on {preset.pretrained_backbone}, decoder "
             f"{preset.model_options}, Shapes {preset.data_options}, batch {preset.batch_size}, "

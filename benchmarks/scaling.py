@@ -37,6 +37,7 @@ import torch
 
 import rnlib
 from rnlib import bench
+from rnlib.tables import command_line
 
 MODELS = {  # row name: (registry name, backbone)
     "RefineNet-101": ("refinenet", "resnet101"),
@@ -197,7 +198,7 @@ def main() -> None:
     results = measure(args.models, args.sides, args.repeats, args.backbone)
     out = Path(args.out)
     plot(results, args.sides, out.with_suffix(".png"))
-    made_by = (f"Made by `python benchmarks/scaling.py {' '.join(sys.argv[1:])}` on "
+    made_by = (f"Made by `{command_line('python benchmarks/scaling.py')}` on "
                f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
                f"{torch.__version__}, in {time.perf_counter() - started:.0f} s; load average "
                f"(1 min, shared machine) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "

@@ -42,7 +42,7 @@ import rnlib
 from rnlib import bench
 from rnlib.deploy import fuse_batchnorm
 from rnlib.runtime import BF16Inference, native_bf16
-from rnlib.tables import made_by, markdown_table
+from rnlib.tables import command_line, made_by, markdown_table
 
 MODELS = {  # row name: (registry name, backbone)
     "RefineNet-101": ("refinenet", "resnet101"),
@@ -343,7 +343,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     tables, note = table[args.mode](args)
     kind = torch.device(args.device).type
-    command = " ".join(["python benchmarks/speed.py", *sys.argv[1:]])
+    command = command_line("python benchmarks/speed.py")
     text = (f"# {args.mode.capitalize()} on {kind.upper()}\n\n{made_by(command)} Load average "
             f"(1 min, shared machine) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
             f"end. Medians of {args.repeats} runs.\n{note}\n\n{tables}\n")

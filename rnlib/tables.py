@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import torch
 
 from .runtime import BF16_CAPABILITIES
 
-__all__ = ["markdown_table", "machine", "made_by"]
+__all__ = ["markdown_table", "machine", "command_line", "made_by"]
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -40,6 +42,13 @@ def machine() -> str:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return (f"{_processor()} ({platform.machine()}, {os.cpu_count()} cores, native bfloat16: "
             f"{bf16}), {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def command_line(program: str, args: Sequence[str] | None = None) -> str:
+    """``program`` and its arguments (default: this process's) as a shell would take them back:
+    an argument with a space, such as a model named "tv fcn_resnet50", keeps its quotes."""
+    args = sys.argv[1:] if args is None else args
+    return " ".join([program, shlex.join(args)]) if args else program
 
 
 def made_by(command: str) -> str:

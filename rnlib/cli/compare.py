@@ -18,7 +18,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     from .. import viz
     from ..compare import compare, format_rows, rows_as_dicts
-    from ..tables import made_by
+    from ..tables import command_line, made_by
 
     config = run_config(args)
     entries = {name: entry for group in args.contenders for name, entry in GROUPS[group].items()}
@@ -31,7 +31,7 @@ def _compare(args: argparse.Namespace) -> None:
     rows = compare(config, entries, Path(args.runs) / name, seeds=args.seeds,
                    lr_grid=args.lr_grid or (), split=args.split, resume=args.resume,
                    kept=args.keep, processes=args.processes)
-    command = "rnlib " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "rnlib compare"
+    command = command_line("rnlib") if sys.argv[1:2] == ["compare"] else "rnlib compare"
     text = f"# {name} ({args.preset})\n\n{made_by(command)}\n\n{format_rows(rows, config)}"
     print(text)
     write_text(out / f"{name}.md", text)
