@@ -231,17 +231,21 @@ def test_the_recorded_reference_has_every_contender_three_seeds_and_the_grid():
         assert abs(r.plateau) < 0.01, r.name
 
 
-def test_the_recorded_quick_regime_is_the_courses_preset_with_three_seeds():
+@pytest.mark.parametrize("regime, record", [("quick", "rnlib/results/quick.json"),
+                                            ("quick_fp32", "benchmarks/quick_fp32.json")])
+def test_the_recorded_quick_regime_is_the_courses_preset_with_three_seeds(regime, record):
     """rnlib/results/quick.json (benchmarks/reference.py --regime quick), which notebooks 08
-    and 09 read a student's run against: every contender, seeds 0-2, the cpu-quick budget."""
-    from rnlib.results import quick
+    and 09 read a student's run against, and its float32 twin (--regime quick_fp32), which the
+    README sets against it: every contender, seeds 0-2, the cpu-quick budget and data."""
+    from rnlib.results import load_rows
 
-    rows = quick()
+    root = Path(__file__).parents[1]
+    rows = load_rows(root / record)
     assert {r.name for r in rows} == set(BASELINES) | set(LIGHT_WEIGHT) | set(ABLATIONS)
     for r in rows:
         assert r.seeds == [0, 1, 2] and r.split == "test" and len(r.miou_per_seed) == 3
         assert r.steps == PRESETS["cpu-quick"].steps and r.lr == PRESETS["cpu-quick"].lr
-    made = (Path(__file__).parents[1] / "benchmarks" / "quick.md").read_text()
+    made = (root / "benchmarks" / f"{regime}.md").read_text()
     assert f"Data: {describe_data(PRESETS['cpu-quick'])};" in made
 
 
