@@ -88,6 +88,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="rounds of the size table")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("profile_bf16.md"))
     args = parser.parse_args()
+    if args.repeats < 1:  # before the profiles: the size table takes a median of the rounds
+        parser.error(f"--repeats must be 1 or more, got {args.repeats}")
     command = command_line("python benchmarks/profile_bf16.py")
     text = (f"# Where bfloat16 saves time in a training step\n\n{made_by(command)} "
             f"Self CPU time of one profiled step (profiling "

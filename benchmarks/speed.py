@@ -334,6 +334,8 @@ def main() -> None:
                                              "in fp32 and in bf16")
     parser.add_argument("--out", help="default: benchmarks/{device}_{speed,recipe}.md")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be 1 or more, got {args.repeats}: each figure is a median")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: this machine has no CUDA GPU (torch.cuda.is_available() "
                      "is False); run it where there is one, or use --device cpu")

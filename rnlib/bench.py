@@ -162,6 +162,9 @@ def alternate_train_steps(model: nn.Module, size: Sequence[int], batch: int = 2,
     autocast dtype (None: fp32), after a warm-up step each (oneDNN builds its kernels once per
     number format), the dtypes alternating round by round so that a shared machine's drift
     hits them alike."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be 1 or more (the rounds whose median is taken), got "
+                         f"{repeats}")
     model.train()
     times: dict[torch.dtype | None, list[float]] = {dtype: [] for dtype in dtypes}
     for round_ in range(repeats + 1):

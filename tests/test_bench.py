@@ -1,5 +1,6 @@
 """Cost measurement: counted FLOPs against hand arithmetic, memory that grows with the input."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -92,3 +93,5 @@ def test_train_steps_alternate_their_formats_and_drop_the_warm_up(monkeypatch):
     assert calls == [None, torch.bfloat16] * 4
     assert medians == {None: 5.0, torch.bfloat16: 6.0}  # rounds 2-4: (3, 5, 7) and (4, 6, 8)
     assert model.training
+    with pytest.raises(ValueError, match="repeats must be 1 or more"):
+        bench.alternate_train_steps(model, (8, 8), 2, repeats=0)

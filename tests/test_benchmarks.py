@@ -49,6 +49,14 @@ def test_cuda_without_a_gpu_says_so():
     assert done.returncode == 2 and "no CUDA GPU" in done.stderr
 
 
+@pytest.mark.parametrize("script", ["speed", "profile_bf16"])
+def test_no_rounds_is_refused_before_any_work(script):
+    path = SPEED.with_name(f"{script}.py")
+    done = subprocess.run([sys.executable, str(path), "--repeats", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "--repeats must be 1 or more, got 0" in done.stderr
+
+
 def _crp_probe():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "crp_probe.py"
     spec = importlib.util.spec_from_file_location("crp_probe", path)
