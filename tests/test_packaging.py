@@ -37,3 +37,9 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in readme
     install = next(line for line in ci.splitlines() if "pip install" in line)
     assert install.replace(" -q", "") in readme
+
+
+def test_the_suite_keeps_only_a_failed_tests_files(request):
+    # the suite's runs write 13 GB of checkpoints in all; kept, they filled CI's disk
+    assert request.config.getini("tmp_path_retention_policy") == "failed"
+    assert request.config.getini("tmp_path_retention_count") in (1, "1")
